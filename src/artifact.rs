@@ -1,0 +1,122 @@
+//! Observes artifacts in S3: the exact object (bucket, key, version) and its SHA-256, which is what Lambda's
+//! CodeSha256 is compared with. The hash comes from S3's full-object checksum when present; otherwise the object is
+//! downloaded and hashed once, and the status remembers the hash by version/ETag so later sweeps do not download it.
+
+use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use crate::aws::{RetryStats, aws_error, with_retry};
+use crate::crd::ArtifactStatus;
+use crate::plan::Observed;
+
+pub struct ArtifactStore {
+    s3: aws_sdk_s3::Client,
+}
+
+impl ArtifactStore {
+    pub fn new(s3: aws_sdk_s3::Client) -> Self {
+        ArtifactStore { s3 }
+    }
+
+    /// `known` is the artifact as the status last recorded it; its hash is reused when the object is unchanged.
+    pub async fn observe(
+        &self,
+        bucket: &str,
+        key: &str,
+        known: Option<&ArtifactStatus>,
+        deadline: Option<Instant>,
+        stats: &RetryStats,
+    ) -> Observed<ArtifactStatus> {
+        let head = with_retry(None, deadline, stats, || async {
+            self.s3
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .checksum_mode(ChecksumMode::Enabled)
+                .send()
+                .await
+                .map_err(|e| aws_error("s3", "HeadObject", e))
+        })
+        .await;
+        let head = match head {
+            Ok(head) => head,
+            Err(err) if err.aws_code() == Some("NotFound") || err.aws_code() == Some("NoSuchKey") => {
+                return Observed::Missing;
+            }
+            Err(err) => return Observed::Failed(err.to_string()),
+        };
+        if head.content_length() == Some(0) {
+            return Observed::Failed(format!("s3://{bucket}/{key} is empty (0 bytes), not a zip"));
+        }
+        let mut artifact = ArtifactStatus {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version_id: head.version_id().map(String::from),
+            etag: head.e_tag().map(String::from),
+            sha256: String::new(),
+        };
+        let full_object_checksum = head
+            .checksum_sha256()
+            .filter(|_| matches!(head.checksum_type(), None | Some(ChecksumType::FullObject)))
+            // A multipart composite checksum looks like "<base64>-<parts>": not the object's hash.
+            .filter(|checksum| !checksum.contains('-'));
+        if let Some(checksum) = full_object_checksum {
+            artifact.sha256 = checksum.to_string();
+            return Observed::Found(artifact);
+        }
+        if let Some(known) = known.filter(|known| same_object(known, &artifact) && !known.sha256.is_empty()) {
+            artifact.sha256 = known.sha256.clone();
+            return Observed::Found(artifact);
+        }
+        match self.hash(&artifact, deadline, stats).await {
+            Ok(sha256) => {
+                artifact.sha256 = sha256;
+                Observed::Found(artifact)
+            }
+            Err(reason) => Observed::Failed(reason),
+        }
+    }
+
+    /// Downloads exactly the observed version and hashes it as Lambda will (base64 of the SHA-256 digest).
+    async fn hash(&self, artifact: &ArtifactStatus, deadline: Option<Instant>, stats: &RetryStats) -> Result<String, String> {
+        let (bucket, key) = (&artifact.bucket, &artifact.key);
+        let object = with_retry(None, deadline, stats, || async {
+            self.s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .set_version_id(artifact.version_id.clone())
+                .send()
+                .await
+                .map_err(|e| aws_error("s3", "GetObject", e))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut body = object.body;
+        let mut hasher = Sha256::new();
+        let mut head = Vec::with_capacity(4);
+        while let Some(chunk) = body.try_next().await.map_err(|e| format!("reading s3://{bucket}/{key}: {e}"))? {
+            if head.len() < 4 {
+                head.extend(chunk.iter().take(4 - head.len()));
+            }
+            hasher.update(&chunk);
+        }
+        if !head.starts_with(b"PK") {
+            return Err(format!("s3://{bucket}/{key} is not a zip file"));
+        }
+        Ok(base64::engine::general_purpose::STANDARD.encode(hasher.finalize()))
+    }
+}
+
+/// The same object version: by version id when the bucket is versioned, else by ETag.
+fn same_object(known: &ArtifactStatus, current: &ArtifactStatus) -> bool {
+    known.bucket == current.bucket
+        && known.key == current.key
+        && match (&known.version_id, &current.version_id) {
+            (Some(a), Some(b)) => a == b && known.etag == current.etag,
+            (None, None) => known.etag.is_some() && known.etag == current.etag,
+            _ => false,
+        }
+}

@@ -1,0 +1,219 @@
+//! What every AWS call shares: client-side rate limits that match Lambda's quotas, one retry policy (throttling
+//! honours Retry-After, 5xx and connection failures back off with jitter), and one way to turn SDK errors into
+//! [`Error::Aws`] with AWS's error code.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::Error;
+
+/// A token bucket shared by every task of the container: Lambda's quotas are per account and region, so one
+/// invocation's concurrency must not multiply them.
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Duration,
+    burst: u32,
+    /// The theoretical arrival time of the next request.
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    pub fn per_second(rate: u32, burst: u32) -> RateLimiter {
+        RateLimiter { interval: Duration::from_secs(1) / rate.max(1), burst: burst.max(1), next: Mutex::new(Instant::now()) }
+    }
+
+    /// Waits for a slot (GCRA): one request per interval on average; up to `burst` may start at once after idling.
+    pub async fn acquire(&self) {
+        let start = {
+            let mut theoretical_arrival = self.next.lock().await;
+            let now = Instant::now();
+            let tolerance = self.interval * (self.burst - 1);
+            let arrival = (*theoretical_arrival).max(now);
+            *theoretical_arrival = arrival + self.interval;
+            arrival.checked_sub(tolerance).map_or(now, |earliest| earliest.max(now))
+        };
+        tokio::time::sleep_until(start).await;
+    }
+}
+
+/// Lambda's control-plane quotas: GetFunction has its own 100 requests/s; everything else shares 15/s. We stay just
+/// under both so a sweep does not burn 429s, leaving headroom for CI and other tools in the same account.
+#[derive(Debug)]
+pub struct LambdaLimits {
+    pub get_function: RateLimiter,
+    pub control_plane: RateLimiter,
+}
+
+impl Default for LambdaLimits {
+    fn default() -> Self {
+        LambdaLimits { get_function: RateLimiter::per_second(90, 10), control_plane: RateLimiter::per_second(13, 2) }
+    }
+}
+
+/// Counts retries so the invocation summary and benchmarks can report them.
+#[derive(Debug, Default)]
+pub struct RetryStats {
+    pub retries: std::sync::atomic::AtomicU64,
+}
+
+const MAX_ATTEMPTS: u32 = 8;
+
+/// Runs `call` until it succeeds, fails for good, or the next wait would pass `deadline`.
+pub async fn with_retry<T, F, Fut>(
+    limiter: Option<&RateLimiter>,
+    deadline: Option<Instant>,
+    stats: &RetryStats,
+    mut call: F,
+) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        if let Some(limiter) = limiter {
+            limiter.acquire().await;
+        }
+        let err = match call().await {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        attempt += 1;
+        let Error::Aws { retryable: true, retry_after, .. } = &err else { return Err(err) };
+        if attempt >= MAX_ATTEMPTS {
+            return Err(err);
+        }
+        // Full jitter over an exponential ceiling, but never sooner than the server asked.
+        let ceiling = Duration::from_millis(100 * 2u64.pow(attempt.min(6)));
+        let jittered = ceiling.mul_f64(fastrand::f64());
+        let wait = retry_after.map_or(jittered, |after| after.max(jittered));
+        if deadline.is_some_and(|deadline| Instant::now() + wait >= deadline) {
+            return Err(err);
+        }
+        stats.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying AWS call");
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Converts an SDK error. Transient failures (throttling, 5xx, timeouts, connection errors) are `retryable`;
+/// conflicts and precondition failures are not retried blindly: the caller re-observes and re-plans.
+pub fn aws_error<E>(service: &'static str, operation: &'static str, err: SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::ServiceError(service_err) => {
+            let raw = service_err.raw();
+            let status = raw.status().as_u16();
+            let code = service_err.err().code().map(String::from);
+            let message = service_err.err().message().map(String::from).unwrap_or_else(|| format!("HTTP {status}"));
+            let throttled = status == 429
+                || matches!(code.as_deref(), Some("TooManyRequestsException" | "ThrottlingException" | "SlowDown"));
+            let retry_after = raw
+                .headers()
+                .get("retry-after")
+                .and_then(|value| value.trim().parse::<f64>().ok())
+                .filter(|secs| secs.is_finite() && *secs >= 0.0 && *secs < 300.0)
+                .map(Duration::from_secs_f64);
+            Error::Aws {
+                service,
+                operation,
+                code: code.or_else(|| (status == 404).then(|| "NotFound".to_string())),
+                message,
+                retryable: throttled || status >= 500,
+                retry_after,
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => Error::Aws {
+            service,
+            operation,
+            code: None,
+            message: aws_sdk_lambda::error::DisplayErrorContext(&err).to_string(),
+            retryable: true,
+            retry_after: None,
+        },
+        _ => Error::Aws {
+            service,
+            operation,
+            code: None,
+            message: aws_sdk_lambda::error::DisplayErrorContext(&err).to_string(),
+            retryable: false,
+            retry_after: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limiter_spaces_requests_after_the_burst() {
+        let limiter = RateLimiter::per_second(10, 2);
+        let start = Instant::now();
+        for _ in 0..12 {
+            limiter.acquire().await;
+        }
+        // 2 at once, then one every 100 ms.
+        assert_eq!(start.elapsed(), Duration::from_millis(1000));
+    }
+
+    fn throttled() -> Error {
+        Error::Aws {
+            service: "lambda",
+            operation: "GetFunction",
+            code: Some("TooManyRequestsException".into()),
+            message: "Rate exceeded".into(),
+            retryable: true,
+            retry_after: Some(Duration::from_secs(1)),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttled_calls_wait_at_least_retry_after_then_succeed() {
+        let stats = RetryStats::default();
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let start = Instant::now();
+        let result = with_retry(None, None, &stats, || async {
+            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 { Err(throttled()) } else { Ok(7) }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 7);
+        assert!(start.elapsed() >= Duration::from_secs(2));
+        assert_eq!(stats.retries.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_that_would_pass_the_deadline_gives_up_with_the_error() {
+        let stats = RetryStats::default();
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let result: Result<(), _> = with_retry(None, Some(deadline), &stats, || async { Err(throttled()) }).await;
+        assert_eq!(result.unwrap_err().aws_code(), Some("TooManyRequestsException"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn non_retryable_errors_are_returned_at_once() {
+        let stats = RetryStats::default();
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let result: Result<(), _> = with_retry(None, None, &stats, || async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(Error::Aws {
+                service: "lambda",
+                operation: "UpdateFunctionCode",
+                code: Some("ResourceConflictException".into()),
+                message: "busy".into(),
+                retryable: false,
+                retry_after: None,
+            })
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+}

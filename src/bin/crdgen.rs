@@ -1,0 +1,4 @@
+//! Prints the LambdaDeployment CRD (`make crds` writes it to crds/lambdadeployment.yaml).
+fn main() {
+    print!("{}", lambda_deployer::crd::crd_yaml());
+}

@@ -1,0 +1,165 @@
+//! The `LambdaDeployment` resource. The CRD in `crds/` is generated from these types (`cargo run --bin crdgen`);
+//! `///` comments on spec fields are user documentation (`kubectl explain ld.spec`).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "lambda-deployer.dev";
+/// Tag the deployer puts on every function it deploys, naming the owning LambdaDeployment (`namespace/name`).
+pub const OWNER_TAG: &str = "lambda-deployer.dev/owner";
+/// Pattern shared by the schema and the deployer's own re-validation (objects can reach us without schema checks).
+pub const FUNCTION_ARN_PATTERN: &str =
+    r"^arn:aws[a-z-]*:lambda:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}$";
+pub const FUNCTION_NAME_PATTERN: &str = r"^[A-Za-z0-9_-]{1,64}$";
+pub const COMMIT_PATTERN: &str = r"^[0-9a-f]{7,40}$";
+
+/// Deploys one Lambda function from an artifact in S3: the zip at `s3://<bucket>/<functionName>/<commit>.zip`
+/// (the key template is configurable) is deployed to `functionARN` whenever the function runs different code.
+/// Change `commit` to deploy or roll back.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "lambda-deployer.dev",
+    version = "v1",
+    kind = "LambdaDeployment",
+    namespaced,
+    shortname = "ld",
+    category = "lambda-deployer",
+    status = "LambdaDeploymentStatus",
+    doc = "Deploys one Lambda function from a zip artifact in S3, chosen by commit.",
+    printcolumn(name = "Function", type_ = "string", json_path = ".spec.functionName"),
+    printcolumn(name = "Commit", type_ = "string", json_path = ".spec.commit"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Deployed", type_ = "string", json_path = ".status.deployedCommit"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    selectable = ".spec.functionName",
+    selectable = ".spec.commit"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct LambdaDeploymentSpec {
+    /// ARN of the Lambda function to deploy to, unqualified (no version or alias), e.g.
+    /// `arn:aws:lambda:us-east-1:123456789012:function:orders-production`. Change it to promote the same
+    /// artifact to another environment.
+    #[serde(rename = "functionARN")]
+    #[schemars(pattern(FUNCTION_ARN_PATTERN))]
+    pub function_arn: String,
+
+    /// Name of the artifact, as CI uploads it: the `{functionName}` part of the artifact key (default key
+    /// `<functionName>/<commit>.zip`). May differ from the function's own name (one artifact, many environments).
+    #[schemars(pattern(FUNCTION_NAME_PATTERN))]
+    pub function_name: String,
+
+    /// Git commit whose artifact should run: 7 to 40 lowercase hex characters. Set it to an older commit to roll back.
+    #[schemars(pattern(COMMIT_PATTERN))]
+    pub commit: String,
+
+    /// Where the artifact is, when it is not at the configured bucket and key template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactLocation>,
+
+    /// Stop deploying this function (drift is left alone) until set back to false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+}
+
+/// An explicit artifact location, overriding the deployer's bucket and key template.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactLocation {
+    /// S3 bucket holding the artifact (default: the deployer's `ARTIFACT_BUCKET`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: Option<String>,
+    /// Full S3 key of the zip (default: rendered from the key template). Only a scheduled sweep picks up an upload
+    /// to an override key that does not match the key template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub key: Option<String>,
+}
+
+/// What the deployer observed and did, written only when it changes.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LambdaDeploymentStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Commit whose artifact the function runs, as verified by its CodeSha256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_commit: Option<String>,
+    /// The function's CodeSha256 (base64 SHA-256 of the zip) when last observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_sha256: Option<String>,
+    /// The exact artifact object the desired commit resolves to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactStatus>,
+    /// When the deployer last changed the function's code (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_deployed_at: Option<String>,
+    /// Human-readable explanation of the phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `Ready` (the function runs the desired commit) and `ArtifactAvailable` (the artifact exists in S3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// The artifact for the desired commit is not in S3 yet; the upload's event or the next sweep deploys it.
+    WaitingForArtifact,
+    /// An update was started and has not finished yet.
+    Deploying,
+    /// The function runs the desired commit's artifact.
+    Deployed,
+    /// The deploy failed or the resource is invalid; see `message`.
+    Failed,
+    /// The deployer may not deploy to this function (not allowed, or owned by another LambdaDeployment).
+    Blocked,
+    /// `spec.suspend` is true.
+    Suspended,
+}
+
+/// The artifact object that was verified in S3. `sha256` is remembered by version/ETag so sweeps do not download again.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactStatus {
+    pub bucket: String,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Base64 SHA-256 of the zip, comparable with the function's CodeSha256.
+    pub sha256: String,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::WaitingForArtifact => "WaitingForArtifact",
+            Phase::Deploying => "Deploying",
+            Phase::Deployed => "Deployed",
+            Phase::Failed => "Failed",
+            Phase::Blocked => "Blocked",
+            Phase::Suspended => "Suspended",
+        }
+    }
+}
+
+impl LambdaDeployment {
+    /// `namespace/name`: how logs, Events and the owner tag name this resource.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.metadata.namespace.as_deref().unwrap_or_default(), self.metadata.name.as_deref().unwrap_or_default())
+    }
+}
+
+/// The CRD as YAML, exactly as committed in `crds/lambdadeployment.yaml`.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let crd = LambdaDeployment::crd();
+    serde_saphyr::to_string(&crd).expect("a CRD always serialises to YAML")
+}

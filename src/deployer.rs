@@ -1,0 +1,379 @@
+//! The executor: decodes the trigger, finds the LambdaDeployments it concerns, and for each one loops
+//! observe → [`plan`] → act until the decision is final, then reports. Clients live in [`Deployer`], built once
+//! per container and reused by every invocation.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::arn::ArnGlob;
+use crate::artifact::ArtifactStore;
+use crate::aws::RetryStats;
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::crd::LambdaDeployment;
+use crate::function::{Functions, lost_race};
+use crate::plan::{self, Decision, FunctionState, Input, Observed, Policy};
+use crate::report::{self, Outcome};
+use crate::resources::{self, EventRecord, Listed};
+use crate::trigger::{self, ArtifactEvent, Trigger};
+use crate::{Error, Result};
+
+/// Who the deployer is, from STS GetCallerIdentity (once per container).
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub account: String,
+    pub partition: String,
+    pub region: String,
+}
+
+/// How many times one LD may lose a race (conflict, stale revision, concurrent claim) before giving up for now.
+const MAX_RACES: u32 = 4;
+/// At most this many error messages are returned in the summary; all are logged.
+const MAX_SUMMARY_ERRORS: usize = 20;
+
+pub struct Deployer {
+    config: Config,
+    allowed: Vec<ArnGlob>,
+    artifacts: ArtifactStore,
+    functions: Functions,
+    cluster: Cluster,
+    stats: RetryStats,
+}
+
+/// The invocation's result.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub trigger: String,
+    pub dry_run: bool,
+    pub considered: usize,
+    pub deployed: usize,
+    pub up_to_date: usize,
+    pub deploying: usize,
+    pub waiting: usize,
+    pub failed: usize,
+    pub blocked: usize,
+    pub suspended: usize,
+    pub skipped: usize,
+    /// Artifact events that matched no LambdaDeployment rule (other bucket, key not matching the template).
+    pub ignored_records: usize,
+    pub status_writes: usize,
+    pub events_recorded: usize,
+    pub retries: u64,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// Per-resource decisions (dry runs only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<PlannedDecision>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlannedDecision {
+    pub resource: String,
+    pub decision: String,
+}
+
+impl Deployer {
+    pub fn new(config: Config, sdk: &aws_config::SdkConfig, identity: &Identity) -> Deployer {
+        let allowed = config.allowed_function_arns.clone().unwrap_or_else(|| {
+            let own = format!("arn:{}:lambda:{}:{}:function:*", identity.partition, identity.region, identity.account);
+            vec![ArnGlob::new(&own).expect("an ARN prefix is a valid glob")]
+        });
+        // A custom endpoint (testbed, LocalStack) is addressed by IP or localhost: virtual-host buckets cannot resolve.
+        let s3_config = aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build();
+        Deployer {
+            cluster: Cluster::new(config.cluster.clone(), sdk),
+            config,
+            allowed,
+            artifacts: ArtifactStore::new(aws_sdk_s3::Client::from_conf(s3_config)),
+            functions: Functions::new(aws_sdk_lambda::Client::new(sdk)),
+            stats: RetryStats::default(),
+        }
+    }
+
+    /// Resolves the deployer's own identity (account, partition) once per container.
+    pub async fn identity(sdk: &aws_config::SdkConfig) -> Result<Identity> {
+        let sts = aws_sdk_sts::Client::new(sdk);
+        let caller = sts.get_caller_identity().send().await.map_err(|e| crate::aws::aws_error("sts", "GetCallerIdentity", e))?;
+        let arn = caller.arn().unwrap_or_default();
+        let partition = arn.split(':').nth(1).filter(|p| !p.is_empty()).unwrap_or("aws");
+        Ok(Identity {
+            account: caller.account().unwrap_or_default().to_string(),
+            partition: partition.to_string(),
+            region: sdk.region().map(|r| r.to_string()).ok_or_else(|| Error::config("AWS_REGION", "no region configured"))?,
+        })
+    }
+
+    /// Handles one invocation. Per-resource failures are reported on the resources and in the summary; only
+    /// failures that affect everything (bad payload, cluster unreachable or refusing us) fail the invocation.
+    pub async fn handle(&self, payload: &Value, deadline: Option<Instant>) -> Result<Summary> {
+        let started = Instant::now();
+        let retries_before = self.stats.retries.load(Ordering::Relaxed);
+        let trigger = trigger::decode(payload).inspect_err(|err| tracing::error!(error = %err, "rejected invocation"))?;
+        let dry_run = matches!(trigger, Trigger::Plan { .. });
+        let mut summary = Summary { trigger: trigger.kind().to_string(), dry_run, ..Summary::default() };
+        let client = self.cluster.client().await?;
+        let targets = match &trigger {
+            Trigger::Sweep { .. } => resources::list(&client, self.config.watch_namespaces.as_deref(), None).await?,
+            Trigger::Plan { namespace, name } => {
+                let namespaces = namespace.clone().map(|ns| vec![ns]).or_else(|| self.config.watch_namespaces.clone());
+                let listed = resources::list(&client, namespaces.as_deref(), None).await?;
+                listed.into_iter().filter(|item| name.is_none() || item.metadata().name == *name).collect()
+            }
+            Trigger::Artifacts(events) => self.artifact_targets(&client, events, &mut summary).await?,
+        };
+        summary.considered = targets.len();
+        let rivals = preferred_rivals(&targets);
+        let outcomes: Vec<(Listed, Outcome)> = futures::stream::iter(targets)
+            .map(|target| {
+                let rival = rivals.get(&resource_key(target.metadata())).map(String::as_str);
+                async move {
+                    let outcome = self.reconcile(&target, rival, dry_run, deadline).await;
+                    (target, outcome)
+                }
+            })
+            .buffer_unordered(self.config.max_concurrency)
+            .collect()
+            .await;
+        for (target, outcome) in &outcomes {
+            self.report(&client, target, outcome, &mut summary).await;
+        }
+        summary.retries = self.stats.retries.load(Ordering::Relaxed) - retries_before;
+        summary.duration_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(summary = %serde_json::to_string(&summary).unwrap_or_default(), "invocation finished");
+        Ok(summary)
+    }
+
+    /// The LambdaDeployments an upload concerns: those whose functionName and commit the key names (selected by
+    /// the server through the CRD's selectableFields, else listed and filtered here) and whose artifact is that object.
+    async fn artifact_targets(&self, client: &kube::Client, events: &[ArtifactEvent], summary: &mut Summary) -> Result<Vec<Listed>> {
+        let mut targets: Vec<Listed> = Vec::new();
+        for event in events {
+            if event.bucket != self.config.artifact_bucket {
+                tracing::info!(bucket = %event.bucket, key = %event.key, "ignored: not the artifact bucket {}", self.config.artifact_bucket);
+                summary.ignored_records += 1;
+                continue;
+            }
+            let artifact = match self.config.key_template.parse_key(&event.key) {
+                Ok(artifact) => artifact,
+                Err(reason) => {
+                    tracing::info!(bucket = %event.bucket, key = %event.key, %reason, "ignored: key does not match KEY_TEMPLATE");
+                    summary.ignored_records += 1;
+                    continue;
+                }
+            };
+            let selector = format!("spec.functionName={},spec.commit={}", artifact.function_name, artifact.commit);
+            let namespaces = self.config.watch_namespaces.as_deref();
+            let listed = match resources::list(client, namespaces, Some(&selector)).await {
+                Err(Error::Kube { status: Some(400), .. }) => {
+                    tracing::info!("field selector unsupported by the cluster; listing all LambdaDeployments");
+                    resources::list(client, namespaces, None).await?
+                }
+                other => other?,
+            };
+            let policy = self.policy();
+            for item in listed {
+                let Listed::Valid(ld) = &item else { continue };
+                let concerns_upload = plan::artifact_location(ld, &policy) == (event.bucket.clone(), event.key.clone());
+                let seen = targets.iter().any(|t| t.metadata().uid == item.metadata().uid);
+                if concerns_upload && !seen {
+                    targets.push(item);
+                }
+            }
+        }
+        Ok(targets)
+    }
+
+    fn policy(&self) -> Policy<'_> {
+        Policy {
+            default_bucket: &self.config.artifact_bucket,
+            key_template: &self.config.key_template,
+            allowed_function_arns: &self.allowed,
+            namespace_policy: self.config.namespace_policy.as_ref(),
+        }
+    }
+
+    /// Observe → plan → act for one resource until the decision is final.
+    async fn reconcile(&self, target: &Listed, rival: Option<&str>, dry_run: bool, deadline: Option<Instant>) -> Outcome {
+        let ld = match target {
+            Listed::Valid(ld) => ld,
+            Listed::Undecodable { reason, .. } => return Outcome::Invalid { message: reason.clone() },
+        };
+        if deadline.is_some_and(|deadline| Instant::now() + self.config.deadline_margin >= deadline) {
+            return Outcome::Skipped;
+        }
+        let policy = self.policy();
+        let arn = ld.spec.function_arn.as_str();
+        let me = ld.key();
+        let stats = &self.stats;
+        let mut artifact = Observed::NotObserved;
+        let mut function: Observed<FunctionState> = Observed::NotObserved;
+        let mut races = 0;
+        loop {
+            let decision = plan::plan(&Input { ld, artifact: &artifact, function: &function, preferred_rival: rival, policy: &policy });
+            tracing::debug!(resource = %me, ?decision, "planned");
+            if dry_run && !matches!(decision, Decision::ObserveArtifact { .. } | Decision::ObserveFunction) {
+                return Outcome::Planned { decision: report::describe(&decision) };
+            }
+            match decision {
+                Decision::ObserveArtifact { bucket, key } => {
+                    let known = ld.status.as_ref().and_then(|s| s.artifact.as_ref());
+                    artifact = self.artifacts.observe(&bucket, &key, known, deadline, stats).await;
+                }
+                Decision::ObserveFunction => function = self.functions.observe(arn, deadline, stats).await,
+                Decision::UpToDate { artifact, claim } => {
+                    if claim && let Err(err) = self.functions.claim(arn, &me, deadline, stats).await {
+                        return Outcome::Failed { message: format!("cannot tag {arn} as owned by {me}: {err}") };
+                    }
+                    return Outcome::UpToDate { artifact };
+                }
+                Decision::Deploy { artifact: wanted, revision_id, claim, drift } => {
+                    let attempt = if claim {
+                        self.functions.claim(arn, &me, deadline, stats).await
+                    } else {
+                        self.functions.update_code(arn, &wanted, &revision_id, deadline, stats).await
+                    };
+                    match attempt {
+                        // Claimed: look again, so ownership and the revision are confirmed before deploying.
+                        Ok(()) if claim => function = Observed::NotObserved,
+                        Ok(()) => return self.settle(arn, wanted, drift, deadline).await,
+                        Err(err) if lost_race(&err) && races < MAX_RACES => {
+                            races += 1;
+                            tracing::info!(resource = %me, error = %err, "lost a race; re-observing");
+                            function = self.functions.wait_until_settled(arn, self.config.update_timeout, deadline, stats).await;
+                        }
+                        Err(err) => return Outcome::Failed { message: err.to_string() },
+                    }
+                }
+                Decision::WaitForFunction { reason } => {
+                    if races >= MAX_RACES {
+                        return Outcome::Deploying { message: reason };
+                    }
+                    races += 1;
+                    function = self.functions.wait_until_settled(arn, self.config.update_timeout, deadline, stats).await;
+                }
+                Decision::WaitForArtifact { bucket, key } => return Outcome::WaitingForArtifact { bucket, key },
+                Decision::Blocked(message) => return Outcome::Blocked { message },
+                Decision::Invalid(message) => return Outcome::Invalid { message },
+                Decision::Failed(message) => return Outcome::Failed { message },
+                Decision::Suspended => return Outcome::Suspended,
+            }
+        }
+    }
+
+    /// After UpdateFunctionCode was accepted: wait for Lambda to finish and verify the result.
+    async fn settle(&self, arn: &str, artifact: crate::crd::ArtifactStatus, drift: bool, deadline: Option<Instant>) -> Outcome {
+        match self.functions.wait_until_settled(arn, self.config.update_timeout, deadline, &self.stats).await {
+            Observed::Found(f) if f.last_update_status == "Successful" && f.code_sha256 == artifact.sha256 => {
+                Outcome::Deployed { artifact, drift }
+            }
+            Observed::Found(f) if f.last_update_status == "Failed" => Outcome::Failed {
+                message: format!("Lambda rejected the update: {}", f.last_update_reason.as_deref().unwrap_or("no reason given")),
+            },
+            Observed::Found(f) if f.last_update_status == "InProgress" => Outcome::Deploying {
+                message: format!("update of {arn} still in progress after {}s", self.config.update_timeout.as_secs()),
+            },
+            Observed::Found(f) => Outcome::Failed {
+                message: format!("after the update {arn} runs CodeSha256 {}, expected {}", f.code_sha256, artifact.sha256),
+            },
+            Observed::Missing => Outcome::Failed { message: format!("function {arn} disappeared during the update") },
+            Observed::Failed(reason) => Outcome::Deploying {
+                message: format!("update of {arn} started; could not confirm it finished: {reason}"),
+            },
+            Observed::NotObserved => Outcome::Deploying { message: format!("update of {arn} started") },
+        }
+    }
+
+    /// Logs the decision, writes the status if it changed, records the Event if one is due.
+    async fn report(&self, client: &kube::Client, target: &Listed, outcome: &Outcome, summary: &mut Summary) {
+        let resource = resource_key(target.metadata());
+        count(summary, outcome);
+        let (status, generation, commit, function_arn) = match target {
+            Listed::Valid(ld) => (ld.status.as_ref(), ld.metadata.generation, Some(ld.spec.commit.as_str()), ld.spec.function_arn.as_str()),
+            Listed::Undecodable { status, metadata, .. } => (status.as_ref(), metadata.generation, None, ""),
+        };
+        tracing::info!(resource = %resource, function_arn, commit, outcome = %serde_json::to_string(outcome).unwrap_or_default(), "decision");
+        if let Outcome::Planned { decision } = outcome {
+            summary.decisions.push(PlannedDecision { resource, decision: decision.clone() });
+            return;
+        }
+        let Some(new_status) = report::desired_status(status, generation, commit, outcome, jiff::Timestamp::now()) else { return };
+        if status != Some(&new_status) {
+            match resources::write_status(client, target.metadata(), status, &new_status).await {
+                Ok(()) => summary.status_writes += 1,
+                Err(err) => note_error(summary, &resource, err),
+            }
+        }
+        if let Some((reason, note, warning)) = report::event_for(status, &new_status, outcome) {
+            let action = if matches!(outcome, Outcome::Deployed { .. }) { "UpdateFunctionCode" } else { "Reconcile" };
+            match resources::record_event(client, target.metadata(), EventRecord { reason, note, warning, action }).await {
+                Ok(()) => summary.events_recorded += 1,
+                Err(err) => note_error(summary, &resource, err),
+            }
+        }
+    }
+}
+
+fn count(summary: &mut Summary, outcome: &Outcome) {
+    let counter = match outcome.category() {
+        "deployed" => &mut summary.deployed,
+        "upToDate" => &mut summary.up_to_date,
+        "deploying" => &mut summary.deploying,
+        "waiting" => &mut summary.waiting,
+        "failed" => &mut summary.failed,
+        "blocked" => &mut summary.blocked,
+        "suspended" => &mut summary.suspended,
+        "skipped" => &mut summary.skipped,
+        _ => return,
+    };
+    *counter += 1;
+    if let Outcome::Failed { message } | Outcome::Invalid { message } | Outcome::Blocked { message } = outcome
+        && summary.errors.len() < MAX_SUMMARY_ERRORS
+    {
+        summary.errors.push(format!("{}: {message}", outcome.category()));
+    }
+}
+
+fn note_error(summary: &mut Summary, resource: &str, err: Error) {
+    tracing::error!(resource, error = %err, "reporting failed");
+    if summary.errors.len() < MAX_SUMMARY_ERRORS {
+        summary.errors.push(err.to_string());
+    }
+}
+
+fn resource_key(metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    format!("{}/{}", metadata.namespace.as_deref().unwrap_or_default(), metadata.name.as_deref().unwrap_or_default())
+}
+
+/// For each LambdaDeployment that shares its function with an older one, the older one's key. Creation order (then
+/// name) decides deterministically, so two resources never take turns deploying.
+fn preferred_rivals(targets: &[Listed]) -> HashMap<String, String> {
+    let mut by_function: HashMap<&str, Vec<&LambdaDeployment>> = HashMap::new();
+    for target in targets {
+        if let Listed::Valid(ld) = target {
+            by_function.entry(ld.spec.function_arn.as_str()).or_default().push(ld);
+        }
+    }
+    let mut rivals = HashMap::new();
+    for mut group in by_function.into_values().filter(|group| group.len() > 1) {
+        group.sort_by_key(|ld| (ld.metadata.creation_timestamp.clone().map(|t| t.0), ld.key()));
+        let preferred = group[0].key();
+        for ld in &group[1..] {
+            rivals.insert(ld.key(), preferred.clone());
+        }
+    }
+    rivals
+}
+
+/// Converts the Lambda context's deadline (epoch milliseconds) into an [`Instant`].
+pub fn deadline_from_epoch_millis(deadline_ms: u64) -> Instant {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}

@@ -1,0 +1,115 @@
+//! The Lambda adapter: observe a function (GetFunction: its own 100 requests/s quota, and it returns the tags),
+//! claim it with the owner tag, update its code from an exact S3 object version guarded by RevisionId, and wait
+//! for the update to finish.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::aws::{LambdaLimits, RetryStats, aws_error, with_retry};
+use crate::crd::{ArtifactStatus, OWNER_TAG};
+use crate::plan::{FunctionState, Observed};
+use crate::{Error, Result};
+
+pub struct Functions {
+    lambda: aws_sdk_lambda::Client,
+    limits: LambdaLimits,
+}
+
+impl Functions {
+    pub fn new(lambda: aws_sdk_lambda::Client) -> Self {
+        Functions { lambda, limits: LambdaLimits::default() }
+    }
+
+    pub async fn observe(&self, arn: &str, deadline: Option<Instant>, stats: &RetryStats) -> Observed<FunctionState> {
+        let output = with_retry(Some(&self.limits.get_function), deadline, stats, || async {
+            self.lambda.get_function().function_name(arn).send().await.map_err(|e| aws_error("lambda", "GetFunction", e))
+        })
+        .await;
+        let output = match output {
+            Ok(output) => output,
+            Err(err) if err.aws_code() == Some("ResourceNotFoundException") => return Observed::Missing,
+            Err(err) => return Observed::Failed(err.to_string()),
+        };
+        let Some(config) = output.configuration() else {
+            return Observed::Failed("GetFunction returned no configuration".into());
+        };
+        Observed::Found(FunctionState {
+            code_sha256: config.code_sha256().unwrap_or_default().to_string(),
+            revision_id: config.revision_id().unwrap_or_default().to_string(),
+            state: config.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            last_update_status: config.last_update_status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            last_update_reason: config.last_update_status_reason().map(String::from),
+            owner: output.tags().and_then(|tags| tags.get(OWNER_TAG)).cloned(),
+        })
+    }
+
+    /// Tags the function with its owning LambdaDeployment (`namespace/name`).
+    pub async fn claim(&self, arn: &str, owner: &str, deadline: Option<Instant>, stats: &RetryStats) -> Result<()> {
+        with_retry(Some(&self.limits.control_plane), deadline, stats, || async {
+            self.lambda
+                .tag_resource()
+                .resource(arn)
+                .tags(OWNER_TAG, owner)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws_error("lambda", "TagResource", e))
+        })
+        .await
+    }
+
+    /// Starts the update. Fails with ResourceConflictException while another update runs and with
+    /// PreconditionFailedException if the function changed since `revision_id` was observed.
+    pub async fn update_code(
+        &self,
+        arn: &str,
+        artifact: &ArtifactStatus,
+        revision_id: &str,
+        deadline: Option<Instant>,
+        stats: &RetryStats,
+    ) -> Result<()> {
+        with_retry(Some(&self.limits.control_plane), deadline, stats, || async {
+            self.lambda
+                .update_function_code()
+                .function_name(arn)
+                .s3_bucket(&artifact.bucket)
+                .s3_key(&artifact.key)
+                .set_s3_object_version(artifact.version_id.clone())
+                .revision_id(revision_id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws_error("lambda", "UpdateFunctionCode", e))
+        })
+        .await
+    }
+
+    /// Polls until no update or creation is in progress, or `timeout` passes (then the last observation is
+    /// returned, still InProgress).
+    pub async fn wait_until_settled(
+        &self,
+        arn: &str,
+        timeout: Duration,
+        deadline: Option<Instant>,
+        stats: &RetryStats,
+    ) -> Observed<FunctionState> {
+        let give_up = deadline.map_or(Instant::now() + timeout, |d| d.min(Instant::now() + timeout));
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let observed = self.observe(arn, deadline, stats).await;
+            let busy = matches!(&observed, Observed::Found(f) if f.last_update_status == "InProgress" || f.state == "Pending");
+            if !busy || Instant::now() + pause >= give_up {
+                return observed;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Whether an error from UpdateFunctionCode means "someone else changed or is changing the function":
+/// re-observe and decide again instead of failing.
+pub fn lost_race(err: &Error) -> bool {
+    matches!(err.aws_code(), Some("ResourceConflictException" | "PreconditionFailedException"))
+}

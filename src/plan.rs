@@ -1,0 +1,294 @@
+//! The pure decision step: (desired LambdaDeployment, observed artifact, observed function, policy) → what to do.
+//! No I/O here. The executor calls [`plan`] repeatedly: when the answer is "observe X", it observes and asks again,
+//! so observations are made lazily and only when a decision depends on them (no Lambda call for a missing artifact).
+
+use crate::arn::{ArnGlob, FunctionArn};
+use crate::config::NamespacePolicy;
+use crate::crd::{ArtifactStatus, LambdaDeployment};
+use crate::key::{self, KeyTemplate};
+
+/// The function as GetFunction (or ListFunctions) reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionState {
+    pub code_sha256: String,
+    pub revision_id: String,
+    /// `Pending`, `Active`, `Inactive`, `Failed`.
+    pub state: String,
+    /// `InProgress`, `Successful`, `Failed`.
+    pub last_update_status: String,
+    pub last_update_reason: Option<String>,
+    /// The owner tag's value (`namespace/name`), if the function has one.
+    pub owner: Option<String>,
+}
+
+/// An observation that may not have been made yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observed<T> {
+    NotObserved,
+    Missing,
+    Found(T),
+    /// Observing failed; the message says why (for the status).
+    Failed(String),
+}
+
+/// What the deployer may do, beyond the resource itself.
+#[derive(Clone, Debug)]
+pub struct Policy<'a> {
+    pub default_bucket: &'a str,
+    pub key_template: &'a KeyTemplate,
+    /// Already resolved: the configured list, or the deployer's own account and region.
+    pub allowed_function_arns: &'a [ArnGlob],
+    pub namespace_policy: Option<&'a NamespacePolicy>,
+}
+
+/// Everything one decision depends on.
+#[derive(Clone, Debug)]
+pub struct Input<'a> {
+    pub ld: &'a LambdaDeployment,
+    pub artifact: &'a Observed<ArtifactStatus>,
+    pub function: &'a Observed<FunctionState>,
+    /// Another LambdaDeployment in this invocation targeting the same function, preferred to this one (created
+    /// earlier). Decides ownership only while the function carries no owner tag.
+    pub preferred_rival: Option<&'a str>,
+    pub policy: &'a Policy<'a>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    ObserveArtifact { bucket: String, key: String },
+    ObserveFunction,
+    /// Update the code to `artifact`, guarded by `revision_id`. `claim` = tag the function as ours first;
+    /// `drift` = it ran our commit before and was changed out of band.
+    Deploy { artifact: ArtifactStatus, revision_id: String, claim: bool, drift: bool },
+    /// Nothing to deploy; `claim` = tag the function as ours (it has no owner tag yet).
+    UpToDate { artifact: ArtifactStatus, claim: bool },
+    WaitForArtifact { bucket: String, key: String },
+    /// The function is busy (an update or creation in progress): look again on the next sweep.
+    WaitForFunction { reason: String },
+    Blocked(String),
+    Invalid(String),
+    Suspended,
+    Failed(String),
+}
+
+/// Where the desired artifact is: `spec.artifact` overrides, else the configured bucket and key template.
+pub fn artifact_location(ld: &LambdaDeployment, policy: &Policy) -> (String, String) {
+    let spec = &ld.spec;
+    let location = spec.artifact.as_ref();
+    let bucket = location.and_then(|a| a.bucket.clone()).unwrap_or_else(|| policy.default_bucket.to_string());
+    let key = location
+        .and_then(|a| a.key.clone())
+        .unwrap_or_else(|| policy.key_template.render(&spec.function_name, &spec.commit));
+    (bucket, key)
+}
+
+/// Checks the spec again: objects can be stored without schema validation (or under an older CRD).
+pub fn validate(ld: &LambdaDeployment) -> Result<FunctionArn, String> {
+    let spec = &ld.spec;
+    key::validate_function_name(&spec.function_name).map_err(|e| format!("spec.functionName: {e}"))?;
+    key::validate_commit(&spec.commit).map_err(|e| format!("spec.commit: {e}"))?;
+    if let Some(location) = &spec.artifact
+        && let Some(key) = &location.key
+        && (key.is_empty() || key.len() > 1024 || key.split('/').any(|segment| segment == ".."))
+    {
+        return Err(format!("spec.artifact.key: {key:?} is not a usable S3 key"));
+    }
+    FunctionArn::parse(&spec.function_arn).map_err(|e| format!("spec.functionARN: {e}"))
+}
+
+fn authorize(ld: &LambdaDeployment, arn: &FunctionArn, policy: &Policy) -> Result<(), String> {
+    let arn_text = arn.to_string();
+    if !policy.allowed_function_arns.iter().any(|glob| glob.matches(&arn_text)) {
+        let allowed: Vec<&str> = policy.allowed_function_arns.iter().map(ArnGlob::as_str).collect();
+        return Err(format!("{arn_text} is not in ALLOWED_FUNCTION_ARNS ({})", allowed.join(", ")));
+    }
+    if let Some(namespace_policy) = policy.namespace_policy {
+        let namespace = ld.metadata.namespace.as_deref().unwrap_or_default();
+        match namespace_policy.patterns_for(namespace) {
+            None => return Err(format!("namespace {namespace:?} has no entry in NAMESPACE_POLICY")),
+            Some(globs) if !globs.iter().any(|glob| glob.matches(&arn_text)) => {
+                return Err(format!("namespace {namespace:?} may not target {arn_text} (NAMESPACE_POLICY)"));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+pub fn plan(input: &Input) -> Decision {
+    let ld = input.ld;
+    let arn = match validate(ld) {
+        Ok(arn) => arn,
+        Err(reason) => return Decision::Invalid(reason),
+    };
+    if ld.spec.suspend == Some(true) {
+        return Decision::Suspended;
+    }
+    if let Err(reason) = authorize(ld, &arn, input.policy) {
+        return Decision::Blocked(reason);
+    }
+    let (bucket, key) = artifact_location(ld, input.policy);
+    let artifact = match input.artifact {
+        Observed::NotObserved => return Decision::ObserveArtifact { bucket, key },
+        Observed::Missing => return Decision::WaitForArtifact { bucket, key },
+        Observed::Failed(reason) => return Decision::Failed(format!("cannot read artifact s3://{bucket}/{key}: {reason}")),
+        Observed::Found(artifact) => artifact,
+    };
+    let function = match input.function {
+        Observed::NotObserved => return Decision::ObserveFunction,
+        Observed::Missing => return Decision::Failed(format!("function {arn} does not exist")),
+        Observed::Failed(reason) => return Decision::Failed(format!("cannot read function {arn}: {reason}")),
+        Observed::Found(function) => function,
+    };
+    let me = ld.key();
+    let claim = match (&function.owner, input.preferred_rival) {
+        (Some(owner), _) if *owner != me => {
+            return Decision::Blocked(format!("function {arn} is owned by LambdaDeployment {owner}"));
+        }
+        (Some(_), _) => false,
+        (None, Some(rival)) => {
+            return Decision::Blocked(format!(
+                "function {arn} is also targeted by LambdaDeployment {rival}, which was created first"
+            ));
+        }
+        (None, None) => true,
+    };
+    // Settle first: during an update CodeSha256 already names the new code, which may yet fail.
+    if function.last_update_status == "InProgress" || function.state == "Pending" {
+        return Decision::WaitForFunction { reason: format!("function {arn} is being updated by someone else") };
+    }
+    if function.code_sha256 == artifact.sha256 {
+        return Decision::UpToDate { artifact: artifact.clone(), claim };
+    }
+    let drift = ld.status.as_ref().and_then(|s| s.deployed_commit.as_deref()) == Some(ld.spec.commit.as_str());
+    Decision::Deploy { artifact: artifact.clone(), revision_id: function.revision_id.clone(), claim, drift }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{ArtifactLocation, LambdaDeploymentSpec, LambdaDeploymentStatus};
+
+    const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:orders-prod";
+    const COMMIT: &str = "8cc06dbec558fd94d9b40da92e347a34f454df61";
+
+    fn ld() -> LambdaDeployment {
+        let mut ld = LambdaDeployment::new(
+            "orders",
+            LambdaDeploymentSpec {
+                function_arn: ARN.into(),
+                function_name: "orders".into(),
+                commit: COMMIT.into(),
+                artifact: None,
+                suspend: None,
+            },
+        );
+        ld.metadata.namespace = Some("team-a".into());
+        ld
+    }
+
+    fn artifact(sha: &str) -> ArtifactStatus {
+        ArtifactStatus {
+            bucket: "artifacts".into(),
+            key: format!("orders/{COMMIT}.zip"),
+            version_id: Some("v1".into()),
+            etag: None,
+            sha256: sha.into(),
+        }
+    }
+
+    fn function(sha: &str, owner: Option<&str>) -> FunctionState {
+        FunctionState {
+            code_sha256: sha.into(),
+            revision_id: "rev-1".into(),
+            state: "Active".into(),
+            last_update_status: "Successful".into(),
+            last_update_reason: None,
+            owner: owner.map(String::from),
+        }
+    }
+
+    struct Case {
+        name: &'static str,
+        ld: LambdaDeployment,
+        artifact: Observed<ArtifactStatus>,
+        function: Observed<FunctionState>,
+        rival: Option<&'static str>,
+        allowed: &'static str,
+        namespace_policy: Option<&'static str>,
+        expect: Decision,
+    }
+
+    fn case(name: &'static str, expect: Decision) -> Case {
+        Case {
+            name,
+            ld: ld(),
+            artifact: Observed::Found(artifact("NEW")),
+            function: Observed::Found(function("OLD", Some("team-a/orders"))),
+            rival: None,
+            allowed: "arn:aws:lambda:us-east-1:123456789012:function:*",
+            namespace_policy: None,
+            expect,
+        }
+    }
+
+    fn deploy(claim: bool, drift: bool) -> Decision {
+        Decision::Deploy { artifact: artifact("NEW"), revision_id: "rev-1".into(), claim, drift }
+    }
+
+    #[test]
+    fn decisions_table() {
+        let template = KeyTemplate::default();
+        let key = format!("orders/{COMMIT}.zip");
+        let blocked_owner = format!("function {ARN} is owned by LambdaDeployment team-b/orders");
+        let cases = vec![
+            Case { artifact: Observed::NotObserved, ..case("artifact is observed first", Decision::ObserveArtifact { bucket: "artifacts".into(), key: key.clone() }) },
+            Case { function: Observed::NotObserved, ..case("function is observed once the artifact exists", Decision::ObserveFunction) },
+            Case { artifact: Observed::Missing, function: Observed::NotObserved, ..case("missing artifact waits without looking at the function", Decision::WaitForArtifact { bucket: "artifacts".into(), key: key.clone() }) },
+            case("different code is deployed", deploy(false, false)),
+            Case { function: Observed::Found(function("NEW", Some("team-a/orders"))), ..case("same code is up to date", Decision::UpToDate { artifact: artifact("NEW"), claim: false }) },
+            Case { function: Observed::Found(function("NEW", None)), ..case("same code on an unowned function is claimed", Decision::UpToDate { artifact: artifact("NEW"), claim: true }) },
+            Case { function: Observed::Found(function("OLD", None)), ..case("an unowned function is claimed while deploying", deploy(true, false)) },
+            Case {
+                ld: { let mut ld = ld(); ld.status = Some(LambdaDeploymentStatus { deployed_commit: Some(COMMIT.into()), ..Default::default() }); ld },
+                ..case("code changed under a deployed commit is drift", deploy(false, true))
+            },
+            Case { function: Observed::Found(function("OLD", Some("team-b/orders"))), ..case("a function owned by another LD is blocked", Decision::Blocked(blocked_owner)) },
+            Case { function: Observed::Found(function("OLD", None)), rival: Some("team-b/first"), ..case("an unowned function targeted by an older LD is blocked", Decision::Blocked(format!("function {ARN} is also targeted by LambdaDeployment team-b/first, which was created first"))) },
+            Case { function: Observed::Found(function("OLD", Some("team-a/orders"))), rival: Some("team-b/first"), ..case("the owner tag beats creation order", deploy(false, false)) },
+            Case { function: Observed::Missing, ..case("a missing function fails", Decision::Failed(format!("function {ARN} does not exist"))) },
+            Case { function: Observed::Found(FunctionState { last_update_status: "InProgress".into(), ..function("OLD", Some("team-a/orders")) }), ..case("a busy function is left for the next sweep", Decision::WaitForFunction { reason: format!("function {ARN} is being updated by someone else") }) },
+            Case { artifact: Observed::Failed("AccessDenied".into()), ..case("an unreadable artifact fails", Decision::Failed(format!("cannot read artifact s3://artifacts/{key}: AccessDenied"))) },
+            Case { ld: { let mut ld = ld(); ld.spec.suspend = Some(true); ld }, artifact: Observed::NotObserved, function: Observed::NotObserved, ..case("suspended does nothing", Decision::Suspended) },
+            Case { allowed: "arn:aws:lambda:us-east-1:123456789012:function:payments-*", artifact: Observed::NotObserved, ..case("a function outside ALLOWED_FUNCTION_ARNS is blocked before any observation", Decision::Blocked(format!("{ARN} is not in ALLOWED_FUNCTION_ARNS (arn:aws:lambda:us-east-1:123456789012:function:payments-*)"))) },
+            Case { namespace_policy: Some("team-b=arn:aws:lambda:*:*:function:*"), artifact: Observed::NotObserved, ..case("a namespace without a policy entry is blocked", Decision::Blocked("namespace \"team-a\" has no entry in NAMESPACE_POLICY".into())) },
+            Case { namespace_policy: Some("team-a=arn:aws:lambda:*:*:function:payments-*"), artifact: Observed::NotObserved, ..case("a namespace may only target its patterns", Decision::Blocked(format!("namespace \"team-a\" may not target {ARN} (NAMESPACE_POLICY)"))) },
+            Case { namespace_policy: Some("team-a=arn:aws:lambda:*:*:function:orders-*"), ..case("a namespace within its patterns deploys", deploy(false, false)) },
+            Case { ld: { let mut ld = ld(); ld.spec.commit = "HEAD".into(); ld }, ..case("a non-hex commit is invalid", Decision::Invalid("spec.commit: commit \"HEAD\" contains 'H': only lowercase hex digits (0-9a-f) are allowed".into())) },
+            Case { ld: { let mut ld = ld(); ld.spec.function_arn = "arn:aws:lambda:us-east-1:123456789012:function:orders:live".into(); ld }, ..case("a qualified ARN is invalid", Decision::Invalid("spec.functionARN: \"arn:aws:lambda:us-east-1:123456789012:function:orders:live\" has a qualifier (\"live\"); deploy to the unqualified function ARN".into())) },
+        ];
+        for c in cases {
+            let allowed = vec![ArnGlob::new(c.allowed).unwrap()];
+            let namespace_policy = c.namespace_policy.map(|p| NamespacePolicy::parse(p).unwrap());
+            let policy = Policy {
+                default_bucket: "artifacts",
+                key_template: &template,
+                allowed_function_arns: &allowed,
+                namespace_policy: namespace_policy.as_ref(),
+            };
+            let input = Input { ld: &c.ld, artifact: &c.artifact, function: &c.function, preferred_rival: c.rival, policy: &policy };
+            assert_eq!(plan(&input), c.expect, "case: {}", c.name);
+        }
+    }
+
+    #[test]
+    fn artifact_override_replaces_bucket_and_key() {
+        let template = KeyTemplate::default();
+        let policy = Policy { default_bucket: "artifacts", key_template: &template, allowed_function_arns: &[], namespace_policy: None };
+        let mut ld = ld();
+        ld.spec.artifact = Some(ArtifactLocation { bucket: Some("other".into()), key: None });
+        assert_eq!(artifact_location(&ld, &policy), ("other".into(), format!("orders/{COMMIT}.zip")));
+        ld.spec.artifact = Some(ArtifactLocation { bucket: None, key: Some("builds/orders.zip".into()) });
+        assert_eq!(artifact_location(&ld, &policy), ("artifacts".into(), "builds/orders.zip".into()));
+    }
+}

@@ -1,0 +1,186 @@
+//! The Kubernetes adapter: list LambdaDeployments (paginated, tolerant of objects that do not decode), write
+//! status through the status subresource, and record Events.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::crd::{LambdaDeployment, LambdaDeploymentStatus};
+use crate::{Error, Result};
+
+/// Page size for listing: kubectl's default, and a bounded response for the apiserver.
+const PAGE_SIZE: u32 = 500;
+pub const REPORTING_CONTROLLER: &str = "lambda-deployer.dev/deployer";
+
+/// One listed object: a LambdaDeployment, or an object of the kind that does not decode (stored with validation
+/// bypassed, or under an older schema). The latter is reported as Failed, and never stops the others.
+#[derive(Clone, Debug)]
+pub enum Listed {
+    Valid(Box<LambdaDeployment>),
+    Undecodable { metadata: ObjectMeta, status: Option<LambdaDeploymentStatus>, reason: String },
+}
+
+impl Listed {
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Listed::Valid(ld) => &ld.metadata,
+            Listed::Undecodable { metadata, .. } => metadata,
+        }
+    }
+}
+
+fn api_resource() -> ApiResource {
+    ApiResource::erase::<LambdaDeployment>(&())
+}
+
+fn decode(object: DynamicObject) -> Listed {
+    let metadata = object.metadata.clone();
+    let status = object.data.get("status").cloned().and_then(|s| serde_json::from_value(s).ok());
+    let mut value = object.data;
+    if let Value::Object(map) = &mut value {
+        map.insert("metadata".into(), serde_json::to_value(&metadata).unwrap_or(Value::Null));
+        map.insert("apiVersion".into(), json!("lambda-deployer.dev/v1"));
+        map.insert("kind".into(), json!("LambdaDeployment"));
+    }
+    match serde_json::from_value::<LambdaDeployment>(value) {
+        Ok(ld) => Listed::Valid(Box::new(ld)),
+        Err(err) => Listed::Undecodable { metadata, status, reason: format!("spec does not decode: {err}") },
+    }
+}
+
+pub fn kube_error(action: &str, err: kube::Error) -> Error {
+    match err {
+        kube::Error::Api(status) => Error::Kube {
+            message: format!("{action}: {} ({})", status.message, status.code),
+            status: Some(status.code),
+            retryable: status.code >= 500 || status.code == 429 || status.code == 409,
+        },
+        other => Error::Kube { message: format!("{action}: {other}"), status: None, retryable: true },
+    }
+}
+
+/// Lists LambdaDeployments in `namespaces` (None: all), optionally with a field selector.
+pub async fn list(client: &kube::Client, namespaces: Option<&[String]>, field_selector: Option<&str>) -> Result<Vec<Listed>> {
+    let resource = api_resource();
+    let apis: Vec<Api<DynamicObject>> = match namespaces {
+        None => vec![Api::all_with(client.clone(), &resource)],
+        Some(namespaces) => namespaces.iter().map(|ns| Api::namespaced_with(client.clone(), ns, &resource)).collect(),
+    };
+    let mut listed = Vec::new();
+    for api in apis {
+        let mut params = ListParams::default().limit(PAGE_SIZE);
+        if let Some(selector) = field_selector {
+            params = params.fields(selector);
+        }
+        loop {
+            let page = api.list(&params).await.map_err(|e| kube_error("listing LambdaDeployments", e))?;
+            listed.extend(page.items.into_iter().map(decode));
+            match page.metadata.continue_.filter(|token| !token.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+    }
+    Ok(listed)
+}
+
+/// Writes the status with a merge patch on the status subresource. Fields the new status no longer has are
+/// removed explicitly (a merge patch only removes what it sets to null).
+pub async fn write_status(
+    client: &kube::Client,
+    metadata: &ObjectMeta,
+    old: Option<&LambdaDeploymentStatus>,
+    new: &LambdaDeploymentStatus,
+) -> Result<()> {
+    let namespace = metadata.namespace.as_deref().unwrap_or_default();
+    let name = metadata.name.as_deref().unwrap_or_default();
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &api_resource());
+    let patch = json!({ "status": status_merge_patch(old, new) });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| kube_error(&format!("writing status of {namespace}/{name}"), e))
+}
+
+fn status_merge_patch(old: Option<&LambdaDeploymentStatus>, new: &LambdaDeploymentStatus) -> Value {
+    let mut patch = serde_json::to_value(new).unwrap_or_else(|_| json!({}));
+    if let (Some(Value::Object(old)), Value::Object(patch)) = (old.map(serde_json::to_value).and_then(Result::ok), &mut patch) {
+        for key in old.keys() {
+            patch.entry(key.clone()).or_insert(Value::Null);
+        }
+    }
+    patch
+}
+
+/// A Kubernetes Event (events.k8s.io/v1) about one LambdaDeployment.
+pub struct EventRecord<'a> {
+    pub reason: &'a str,
+    pub note: String,
+    pub warning: bool,
+    pub action: &'a str,
+}
+
+pub async fn record_event(client: &kube::Client, metadata: &ObjectMeta, event: EventRecord<'_>) -> Result<()> {
+    let namespace = metadata.namespace.as_deref().unwrap_or_default();
+    let name = metadata.name.as_deref().unwrap_or_default();
+    let now = jiff::Timestamp::now();
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let mut note = event.note;
+    if note.len() > 1024 {
+        // The API rejects notes over 1 kB.
+        let mut cut = 1000;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push_str(" …");
+    }
+    let object = Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{name}.{:x}{:04x}", now.as_nanosecond() as u64, fastrand::u16(..))),
+            namespace: Some(namespace.to_string()),
+            ..Default::default()
+        },
+        event_time: Some(MicroTime(now)),
+        action: Some(event.action.to_string()),
+        reason: Some(event.reason.to_string()),
+        note: Some(note),
+        type_: Some(if event.warning { "Warning" } else { "Normal" }.to_string()),
+        reporting_controller: Some(REPORTING_CONTROLLER.to_string()),
+        reporting_instance: Some(std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "lambda-deployer".into())),
+        regarding: Some(ObjectReference {
+            api_version: Some("lambda-deployer.dev/v1".into()),
+            kind: Some("LambdaDeployment".into()),
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            uid: metadata.uid.clone(),
+            resource_version: metadata.resource_version.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &object)
+        .await
+        .map(|_| ())
+        .map_err(|e| kube_error(&format!("recording event {} on {namespace}/{name}", event.reason), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::Phase;
+
+    #[test]
+    fn status_patch_clears_fields_the_new_status_drops() {
+        let old = LambdaDeploymentStatus {
+            phase: Some(Phase::Failed),
+            message: Some("function missing".into()),
+            ..Default::default()
+        };
+        let new = LambdaDeploymentStatus { phase: Some(Phase::Deployed), deployed_commit: Some("abcdef1".into()), ..Default::default() };
+        let patch = status_merge_patch(Some(&old), &new);
+        assert_eq!(patch, json!({ "phase": "Deployed", "deployedCommit": "abcdef1", "message": null }));
+    }
+}

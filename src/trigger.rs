@@ -1,0 +1,294 @@
+//! What woke the deployer: the invocation payload decoded into a [`Trigger`].
+//!
+//! Recognised payloads (AWS's documented shapes):
+//! - S3 event notification (`{"Records": [{"eventSource": "aws:s3", ...}]}`): every `ObjectCreated:*` record is
+//!   an artifact upload; other records (e.g. `ObjectRemoved:*`) are skipped. Keys arrive URL-encoded with `+` for
+//!   space and are decoded here.
+//! - EventBridge `Object Created` from `aws.s3`: one upload; the key is raw (not encoded). Other `aws.s3`
+//!   detail-types are skipped.
+//! - EventBridge `Scheduled Event` from `aws.events`: a full sweep.
+//! - Direct invoke: `{"action": "sweep"}`, or `{"action": "plan"}` with optional `namespace` and `name`.
+//!
+//! Anything else is [`Error::Payload`], non-retryable, naming what was received without echoing large input.
+
+use percent_encoding::percent_decode_str;
+use serde_json::{Map, Value};
+
+use crate::Error;
+use crate::key::quoted;
+
+/// How many top-level keys an error message lists before saying "and N more".
+const MAX_LISTED_KEYS: usize = 8;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Artifact uploads (S3 notification: all ObjectCreated records; EventBridge Object Created: one). Keys decoded.
+    Artifacts(Vec<ArtifactEvent>),
+    /// Full reconcile of every LD (EventBridge Scheduled Event, or `{"action":"sweep"}`).
+    Sweep { source: SweepSource },
+    /// Dry run: decide and report, change nothing. `name` without `namespace` means that name in every namespace.
+    Plan { namespace: Option<String>, name: Option<String> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SweepSource {
+    Schedule,
+    Direct,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArtifactSource {
+    S3Notification,
+    EventBridge,
+}
+
+/// One uploaded object, as the event describes it. The key is the object's real key (already decoded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArtifactEvent {
+    pub bucket: String,
+    pub key: String,
+    /// Present when the bucket is versioned.
+    pub version_id: Option<String>,
+    pub source: ArtifactSource,
+}
+
+impl Trigger {
+    /// The trigger's name in the invocation summary and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trigger::Artifacts(_) => "artifact",
+            Trigger::Sweep { source: SweepSource::Schedule } => "schedule",
+            Trigger::Sweep { source: SweepSource::Direct } => "sweep",
+            Trigger::Plan { .. } => "plan",
+        }
+    }
+}
+
+/// Decodes raw invocation bytes (what the fuzz target and fixture tests feed); invalid JSON is a payload error.
+pub fn decode_json(bytes: &[u8]) -> Result<Trigger, Error> {
+    let payload: Value =
+        serde_json::from_slice(bytes).map_err(|e| Error::Payload(format!("payload is not valid JSON: {e}")))?;
+    decode(&payload)
+}
+
+/// Decodes an invocation payload into what the deployer should do.
+pub fn decode(payload: &Value) -> Result<Trigger, Error> {
+    let Some(object) = payload.as_object() else {
+        return Err(Error::Payload(format!("expected a JSON object, got {}", json_type(payload))));
+    };
+    if let Some(records) = object.get("Records") {
+        return decode_s3_notification(records);
+    }
+    if object.contains_key("source") || object.contains_key("detail-type") {
+        return decode_eventbridge(object);
+    }
+    if let Some(action) = object.get("action") {
+        return decode_direct(action, object);
+    }
+    Err(Error::Payload(format!(
+        "expected an S3 notification (\"Records\"), an EventBridge event (\"source\", \"detail-type\") or a direct \
+         invoke (\"action\"); got {}",
+        describe_keys(object)
+    )))
+}
+
+fn decode_s3_notification(records: &Value) -> Result<Trigger, Error> {
+    let Some(records) = records.as_array() else {
+        return Err(Error::Payload(format!("\"Records\" is {}, expected an array", json_type(records))));
+    };
+    if records.is_empty() {
+        return Err(Error::Payload("S3 notification has an empty \"Records\" array".into()));
+    }
+    let mut events = Vec::new();
+    let mut problems = Vec::new();
+    for (index, record) in records.iter().enumerate() {
+        match decode_s3_record(record) {
+            Ok(Some(event)) => events.push(event),
+            Ok(None) => {}
+            Err(problem) => problems.push(format!("Records[{index}]: {problem}")),
+        }
+    }
+    if events.is_empty()
+        && let Some(first) = problems.first()
+    {
+        let more = match problems.len() {
+            1 => String::new(),
+            n => format!(" (and {} more unusable records)", n - 1),
+        };
+        return Err(Error::Payload(format!("{first}{more}")));
+    }
+    for problem in &problems {
+        tracing::warn!(problem = %problem, "skipped an unusable S3 notification record");
+    }
+    Ok(Trigger::Artifacts(events))
+}
+
+/// `Ok(None)`: a well-formed record that is not an upload. `Err`: a record that cannot be used, with the reason.
+fn decode_s3_record(record: &Value) -> Result<Option<ArtifactEvent>, String> {
+    let Some(record) = record.as_object() else {
+        return Err(format!("record is {}, expected an object", json_type(record)));
+    };
+    // SNS spells it `EventSource`; naming it tells the operator which subscription is misrouted.
+    let source = record.get("eventSource").or_else(|| record.get("EventSource"));
+    match source.and_then(Value::as_str) {
+        Some("aws:s3") => {}
+        Some(other) => return Err(format!("eventSource is {}, expected \"aws:s3\"", quoted(other))),
+        None => return Err(format!("record has no eventSource; it has {}", describe_keys(record))),
+    }
+    let event_name = string_at(record, &["eventName"])?;
+    // S3 sends `ObjectCreated:Put`; the `s3:` form is the notification-configuration spelling some emulators send.
+    if !event_name.trim_start_matches("s3:").starts_with("ObjectCreated:") {
+        tracing::info!(event_name = %quoted(event_name), "skipped an S3 record that is not an upload");
+        return Ok(None);
+    }
+    let bucket = string_at(record, &["s3", "bucket", "name"])?;
+    let encoded_key = string_at(record, &["s3", "object", "key"])?;
+    let key = decode_s3_key(encoded_key)?;
+    let version_id = optional_string_at(record, &["s3", "object", "versionId"])?;
+    Ok(Some(ArtifactEvent { bucket: bucket.to_owned(), key, version_id, source: ArtifactSource::S3Notification }))
+}
+
+/// S3 notification keys are form-encoded: `+` is a space (a real `+` arrives as `%2B`), then %-escapes.
+fn decode_s3_key(encoded: &str) -> Result<String, String> {
+    let spaced = encoded.replace('+', " ");
+    percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|key| key.into_owned())
+        .map_err(|_| format!("s3.object.key {} is not valid UTF-8 once URL-decoded", quoted(encoded)))
+}
+
+fn decode_eventbridge(event: &Map<String, Value>) -> Result<Trigger, Error> {
+    let field = |name: &str| event.get(name).and_then(Value::as_str);
+    match (field("source"), field("detail-type")) {
+        (Some("aws.events"), Some("Scheduled Event")) => Ok(Trigger::Sweep { source: SweepSource::Schedule }),
+        (Some("aws.s3"), Some("Object Created")) => {
+            let event = decode_eventbridge_object_created(event).map_err(Error::Payload)?;
+            Ok(Trigger::Artifacts(vec![event]))
+        }
+        (Some("aws.s3"), Some(other)) => {
+            tracing::info!(detail_type = %quoted(other), "skipped an S3 EventBridge event that is not an upload");
+            Ok(Trigger::Artifacts(Vec::new()))
+        }
+        (source, detail_type) => Err(Error::Payload(format!(
+            "EventBridge event with source {} and detail-type {} is neither an S3 \"Object Created\" nor a \
+             \"Scheduled Event\" from \"aws.events\"",
+            source.map_or_else(|| "(missing)".to_owned(), quoted),
+            detail_type.map_or_else(|| "(missing)".to_owned(), quoted),
+        ))),
+    }
+}
+
+fn decode_eventbridge_object_created(event: &Map<String, Value>) -> Result<ArtifactEvent, String> {
+    let prefix = |problem: String| format!("S3 \"Object Created\" event: {problem}");
+    let bucket = string_at(event, &["detail", "bucket", "name"]).map_err(prefix)?;
+    // EventBridge carries the key as is: decoding it would corrupt keys containing `+` or `%`.
+    let key = string_at(event, &["detail", "object", "key"]).map_err(prefix)?;
+    let version_id = optional_string_at(event, &["detail", "object", "version-id"]).map_err(prefix)?;
+    Ok(ArtifactEvent {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        version_id,
+        source: ArtifactSource::EventBridge,
+    })
+}
+
+fn decode_direct(action: &Value, invoke: &Map<String, Value>) -> Result<Trigger, Error> {
+    let (allowed, trigger): (&[&str], _) = match action.as_str() {
+        Some("sweep") => (&["action"], Trigger::Sweep { source: SweepSource::Direct }),
+        Some("plan") => (
+            &["action", "namespace", "name"],
+            Trigger::Plan {
+                namespace: optional_object_name(invoke, "namespace")?,
+                name: optional_object_name(invoke, "name")?,
+            },
+        ),
+        Some(other) => {
+            return Err(Error::Payload(format!(
+                "direct invoke with unknown action {}; expected \"sweep\" or \"plan\"",
+                quoted(other)
+            )));
+        }
+        None => {
+            return Err(Error::Payload(format!(
+                "direct invoke \"action\" is {}, expected \"sweep\" or \"plan\"",
+                json_type(action)
+            )));
+        }
+    };
+    // Refusing unknown fields catches typos (e.g. "namesapce") that would otherwise widen a plan to everything.
+    let unknown: Vec<&String> = invoke.keys().filter(|k| !allowed.contains(&k.as_str())).collect();
+    if !unknown.is_empty() {
+        return Err(Error::Payload(format!(
+            "direct invoke {:?} does not take {}; it takes only {}",
+            trigger.kind(),
+            quoted_list(&unknown),
+            allowed.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(trigger)
+}
+
+/// A namespace or name to scope a plan: a Kubernetes object name (lowercase RFC 1123, at most 253 characters).
+fn optional_object_name(invoke: &Map<String, Value>, field: &str) -> Result<Option<String>, Error> {
+    let Some(value) = invoke.get(field) else { return Ok(None) };
+    let invalid = |what: String| Error::Payload(format!("direct invoke \"plan\": {field:?} {what}"));
+    let Some(text) = value.as_str() else {
+        return Err(invalid(format!("is {}, expected a string", json_type(value))));
+    };
+    let valid_chars = text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if text.is_empty() || text.len() > 253 || !valid_chars {
+        return Err(invalid(format!("{} is not a Kubernetes object name (1-253 of a-z, 0-9, '-', '.')", quoted(text))));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// The string at `path`, or a reason naming the path.
+fn string_at<'a>(object: &'a Map<String, Value>, path: &[&str]) -> Result<&'a str, String> {
+    match value_at(object, path) {
+        Some(Value::String(text)) => Ok(text),
+        Some(other) => Err(format!("{} is {}, expected a string", path.join("."), json_type(other))),
+        None => Err(format!("{} is missing", path.join("."))),
+    }
+}
+
+/// An optional string at `path`: absent, null and "" all mean none (S3 documents null for unversioned buckets).
+fn optional_string_at(object: &Map<String, Value>, path: &[&str]) -> Result<Option<String>, String> {
+    match value_at(object, path) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text.is_empty() => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(other) => Err(format!("{} is {}, expected a string", path.join("."), json_type(other))),
+    }
+}
+
+fn value_at<'a>(object: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    rest.iter().try_fold(object.get(*first)?, |value, step| value.get(step))
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn describe_keys(object: &Map<String, Value>) -> String {
+    if object.is_empty() {
+        return "an empty object".into();
+    }
+    format!("an object with keys {}", quoted_list(&object.keys().collect::<Vec<_>>()))
+}
+
+/// `"a", "b" and 3 more` — bounded however many keys the input has.
+fn quoted_list(keys: &[&String]) -> String {
+    let shown: Vec<String> = keys.iter().take(MAX_LISTED_KEYS).map(|k| quoted(k)).collect();
+    match keys.len().checked_sub(MAX_LISTED_KEYS) {
+        Some(more) if more > 0 => format!("{} and {more} more", shown.join(", ")),
+        _ => shown.join(", "),
+    }
+}

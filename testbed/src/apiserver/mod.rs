@@ -1,0 +1,348 @@
+//! A Kubernetes API server with the semantics lambda-deployer depends on, in memory, over HTTPS: live CRDs with
+//! schema validation and pruning, the status subresource, optimistic concurrency, patches and server-side apply,
+//! watch, Table output for kubectl, EKS-style token authentication and RBAC. See `testbed/APISERVER.md`.
+
+mod auth;
+mod discovery;
+mod errors;
+mod handlers;
+mod managed;
+mod patch;
+mod schema;
+mod select;
+mod server;
+mod store;
+mod table;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::identity::{self, AccessEntry, AwsIdentity};
+use server::{Shared, lock};
+
+pub struct ApiServerOptions {
+    pub listen: SocketAddr,
+    pub cluster_name: String,
+    /// Secrets used to verify EKS tokens.
+    pub identities: Vec<AwsIdentity>,
+    pub access_entries: Vec<AccessEntry>,
+}
+
+impl Default for ApiServerOptions {
+    fn default() -> Self {
+        ApiServerOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cluster_name: identity::CLUSTER_NAME.into(),
+            identities: AwsIdentity::all(),
+            access_entries: vec![AccessEntry::deployer(), AccessEntry::outsider()],
+        }
+    }
+}
+
+/// One request the server answered (discovery included; `/_testbed/*` control calls excluded).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// get/list/watch/create/update/patch/delete/deletecollection (non-resource URLs: the lower-cased method).
+    pub verb: String,
+    /// API group ("" for core and for non-resource URLs).
+    pub group: String,
+    /// Plural resource name; "" for non-resource URLs.
+    pub resource: String,
+    pub subresource: String,
+    pub namespace: String,
+    pub name: String,
+    /// Username ("kubernetes-admin" for the admin token, "system:anonymous" when unauthenticated).
+    pub user: String,
+    pub status: u16,
+}
+
+impl RequestRecord {
+    /// A PUT or PATCH of `<resource>/status`.
+    pub fn is_status_write(&self) -> bool {
+        self.subresource == "status" && (self.verb == "update" || self.verb == "patch")
+    }
+}
+
+/// A scripted fault. Matches requests by the fields that are set; the first matching fault fires.
+/// JSON (for `POST /_testbed/faults`): `{"verbs":["patch"],"resource":"lambdadeployments","subresource":"status",
+/// "status":409,"times":2}`, `{"status":500,"probability":0.1,"seed":7}`, `{"latencyMs":50}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KubeFault {
+    /// Verbs it applies to (empty: any).
+    pub verbs: Vec<String>,
+    pub resource: Option<String>,
+    pub subresource: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    /// Answer with this HTTP status (and a matching `Status` body) instead of serving the request.
+    pub status: Option<u16>,
+    /// Delay before answering (or serving).
+    pub latency_ms: u64,
+    /// Fire this many times, then disappear (None: forever).
+    pub times: Option<u32>,
+    /// Fire with this probability per matching request, drawn from a generator seeded with `seed`.
+    pub probability: Option<f64>,
+    pub seed: u64,
+}
+
+impl KubeFault {
+    /// Every matching request gets `code`.
+    pub fn status(code: u16) -> Self {
+        KubeFault { status: Some(code), ..Default::default() }
+    }
+
+    /// Every matching request is delayed.
+    pub fn latency(delay: Duration) -> Self {
+        KubeFault { latency_ms: delay.as_millis().try_into().unwrap_or(u64::MAX), ..Default::default() }
+    }
+
+    /// Restricts to status writes (PUT/PATCH of `<resource>/status`).
+    pub fn on_status_writes(mut self, resource: &str) -> Self {
+        self.verbs = vec!["update".into(), "patch".into()];
+        self.resource = Some(resource.into());
+        self.subresource = Some("status".into());
+        self
+    }
+
+    pub fn on_verbs(mut self, verbs: &[&str]) -> Self {
+        self.verbs = verbs.iter().map(|v| v.to_string()).collect();
+        self
+    }
+
+    pub fn on_resource(mut self, resource: &str) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+
+    pub fn on_name(mut self, name: &str) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    pub fn times(mut self, n: u32) -> Self {
+        self.times = Some(n);
+        self
+    }
+
+    pub fn with_probability(mut self, probability: f64, seed: u64) -> Self {
+        self.probability = Some(probability);
+        self.seed = seed;
+        self
+    }
+
+    fn matches(&self, r: &RequestRecord) -> bool {
+        let opt = |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| w == got);
+        (self.verbs.is_empty() || self.verbs.iter().any(|v| *v == r.verb))
+            && opt(&self.resource, &r.resource)
+            && opt(&self.subresource, &r.subresource)
+            && opt(&self.namespace, &r.namespace)
+            && opt(&self.name, &r.name)
+    }
+}
+
+/// A fault with its remaining count and random stream.
+pub(crate) struct ActiveFault {
+    fault: KubeFault,
+    rng: fastrand::Rng,
+}
+
+impl ActiveFault {
+    fn new(fault: KubeFault) -> Self {
+        let rng = fastrand::Rng::with_seed(fault.seed);
+        ActiveFault { fault, rng }
+    }
+
+    /// Returns the fault if it fires for this request (consuming one of its `times`).
+    fn fire(&mut self, r: &RequestRecord) -> Option<KubeFault> {
+        if self.exhausted() || !self.fault.matches(r) {
+            return None;
+        }
+        if let Some(p) = self.fault.probability
+            && self.rng.f64() >= p
+        {
+            return None;
+        }
+        if let Some(t) = self.fault.times.as_mut() {
+            *t -= 1;
+        }
+        Some(self.fault.clone())
+    }
+
+    fn exhausted(&self) -> bool {
+        self.fault.times == Some(0)
+    }
+}
+
+pub struct ApiServer {
+    shared: Arc<Shared>,
+    url: String,
+    ca_pem: String,
+    admin_token: String,
+    task: JoinHandle<()>,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        // Aborting the accept loop drops its JoinSet, which aborts every connection (and so every watch stream).
+        self.task.abort();
+    }
+}
+
+fn tls_config() -> std::io::Result<(rustls::ServerConfig, String)> {
+    let err = |e: rcgen::Error| std::io::Error::other(e.to_string());
+    let ca_key = rcgen::KeyPair::generate().map_err(err)?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "testbed-ca");
+    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+
+    let key = rcgen::KeyPair::generate().map_err(err)?;
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).map_err(err)?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, "kube-apiserver");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &issuer).map_err(err)?;
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone(), ca_cert.der().clone()], key_der)
+        .map_err(std::io::Error::other)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((config, ca_cert.pem()))
+}
+
+async fn serve_connection(shared: Arc<Shared>, acceptor: tokio_rustls::TlsAcceptor, tcp: tokio::net::TcpStream) {
+    let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else { return };
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, std::convert::Infallible>(server::handle(shared, req).await) }
+    });
+    // Connection errors (client went away) end this connection only.
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+}
+
+impl ApiServer {
+    /// Starts serving HTTPS (self-generated CA; server cert for 127.0.0.1 and localhost) on the current tokio runtime.
+    pub async fn start(opts: ApiServerOptions) -> std::io::Result<ApiServer> {
+        let (config, ca_pem) = tls_config()?;
+        let listener = TcpListener::bind(opts.listen).await?;
+        let addr = listener.local_addr()?;
+        let admin_token = format!("testbed-admin-{}", uuid::Uuid::new_v4().simple());
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store::Store::new()),
+            auth: auth::Authenticator {
+                admin_token: admin_token.clone(),
+                cluster_name: opts.cluster_name,
+                identities: opts.identities,
+                access_entries: opts.access_entries,
+            },
+            requests: Mutex::new(vec![]),
+            faults: Mutex::new(vec![]),
+            server_address: addr.to_string(),
+        });
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let loop_shared = shared.clone();
+        let task = tokio::spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        if let Ok((tcp, _)) = accepted {
+                            connections.spawn(serve_connection(loop_shared.clone(), acceptor.clone(), tcp));
+                        }
+                    }
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                }
+            }
+        });
+        Ok(ApiServer { shared, url: format!("https://{addr}"), ca_pem, admin_token, task })
+    }
+
+    /// `https://127.0.0.1:PORT`
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// Admin kubeconfig (bearer token, CA inline), context `testbed`.
+    pub fn kubeconfig(&self) -> String {
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: testbed\n  cluster:\n    server: {}\n    \
+             certificate-authority-data: {ca}\ncontexts:\n- name: testbed\n  context:\n    cluster: testbed\n    \
+             user: testbed-admin\n    namespace: default\ncurrent-context: testbed\nusers:\n- name: testbed-admin\n  \
+             user:\n    token: {}\npreferences: {{}}\n",
+            self.url, self.admin_token
+        )
+    }
+
+    /// Writes DIR/kubeconfig, DIR/ca.pem, DIR/kube.url.
+    pub fn write_files(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("kubeconfig"), self.kubeconfig())?;
+        std::fs::write(dir.join("ca.pem"), &self.ca_pem)?;
+        std::fs::write(dir.join("kube.url"), format!("{}\n", self.url))
+    }
+
+    /// Every request served, in order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.shared.requests).clone()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.shared.requests).clear();
+    }
+
+    /// Adds a scripted fault (also `POST /_testbed/faults` with the admin token).
+    pub fn inject(&self, fault: KubeFault) {
+        lock(&self.shared.faults).push(ActiveFault::new(fault));
+    }
+
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
+    /// Stores an object as-is, bypassing validation, pruning and admission (also `POST /_testbed/raw`). The server only
+    /// fills in uid, creationTimestamp, generation and a new resourceVersion. Returns the stored object.
+    pub fn insert_raw(&self, object: serde_json::Value) -> Result<serde_json::Value, String> {
+        handlers::insert_raw(&mut lock(&self.shared.store), object)
+    }
+}
+
+/// `testbed kube --listen ADDR --dir DIR`: start, write the files, print the URL, run until SIGTERM/SIGINT.
+pub async fn serve_until_signal(listen: SocketAddr, dir: &Path) -> std::io::Result<()> {
+    let server = ApiServer::start(ApiServerOptions { listen, ..Default::default() }).await?;
+    server.write_files(dir)?;
+    println!("{}", server.url());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    drop(server);
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! The in-memory object store: resource types (built-in and from live CRDs), objects keyed like etcd keys,
+//! a monotonic resourceVersion and a bounded watch history.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
+
+/// How many watch events are kept for resuming watches; older resourceVersions get 410 Gone.
+const HISTORY: usize = 2000;
+
+/// One served resource type at one group/version.
+#[derive(Debug, Clone)]
+pub(crate) struct ResourceDef {
+    pub group: String,
+    pub version: String,
+    pub plural: String,
+    pub singular: String,
+    pub kind: String,
+    pub list_kind: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    pub status_subresource: bool,
+    /// Where objects live: (group, plural). core/v1 and events.k8s.io/v1 events share one storage, as in kube-apiserver.
+    pub storage: (String, String),
+    /// Only resources served from a CRD have one.
+    pub custom: Option<Custom>,
+    /// Create-only review resources (SelfSubjectAccessReview) are not stored.
+    pub verbs: &'static [&'static str],
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Custom {
+    pub schema: Option<Value>,
+    pub printer_columns: Vec<Value>,
+    /// Field paths without the leading dot, e.g. `spec.functionName`.
+    pub selectable_fields: Vec<String>,
+}
+
+const ALL_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const CREATE_ONLY: &[&str] = &["create"];
+
+impl ResourceDef {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+    }
+
+    fn builtin(group: &str, plural: &str, kind: &str, namespaced: bool, short: &[&str]) -> Self {
+        ResourceDef {
+            group: group.into(),
+            version: "v1".into(),
+            plural: plural.into(),
+            singular: kind.to_lowercase(),
+            kind: kind.into(),
+            list_kind: format!("{kind}List"),
+            namespaced,
+            short_names: short.iter().map(|s| s.to_string()).collect(),
+            categories: vec![],
+            status_subresource: false,
+            storage: (group.into(), plural.into()),
+            custom: None,
+            verbs: ALL_VERBS,
+        }
+    }
+
+    pub fn is_event(&self) -> bool {
+        self.storage == (String::new(), "events".to_string())
+    }
+}
+
+pub(crate) fn builtin_defs() -> Vec<ResourceDef> {
+    const RBAC: &str = "rbac.authorization.k8s.io";
+    let mut ns = ResourceDef::builtin("", "namespaces", "Namespace", false, &["ns"]);
+    ns.status_subresource = true;
+    let mut events_v1 = ResourceDef::builtin("events.k8s.io", "events", "Event", true, &["ev"]);
+    events_v1.storage = (String::new(), "events".into());
+    let mut crd = ResourceDef::builtin(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        false,
+        &["crd", "crds"],
+    );
+    crd.status_subresource = true;
+    crd.categories = vec!["api-extensions".into()];
+    let mut ssar = ResourceDef::builtin("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview", false, &[]);
+    ssar.verbs = CREATE_ONLY;
+    vec![
+        ns,
+        ResourceDef::builtin("", "events", "Event", true, &["ev"]),
+        ResourceDef::builtin("", "configmaps", "ConfigMap", true, &["cm"]),
+        ResourceDef::builtin("", "serviceaccounts", "ServiceAccount", true, &["sa"]),
+        events_v1,
+        ResourceDef::builtin(RBAC, "roles", "Role", true, &[]),
+        ResourceDef::builtin(RBAC, "rolebindings", "RoleBinding", true, &[]),
+        ResourceDef::builtin(RBAC, "clusterroles", "ClusterRole", false, &[]),
+        ResourceDef::builtin(RBAC, "clusterrolebindings", "ClusterRoleBinding", false, &[]),
+        crd,
+        ssar,
+    ]
+}
+
+/// Resource types served by one stored CRD (one per served version).
+fn defs_from_crd(crd: &Value) -> Vec<ResourceDef> {
+    let spec = &crd["spec"];
+    let names = &spec["names"];
+    let group = spec["group"].as_str().unwrap_or_default();
+    let plural = names["plural"].as_str().unwrap_or_default();
+    let kind = names["kind"].as_str().unwrap_or_default();
+    if group.is_empty() || plural.is_empty() || kind.is_empty() {
+        return vec![];
+    }
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+    };
+    let versions = spec["versions"].as_array().cloned().unwrap_or_default();
+    versions
+        .iter()
+        .filter(|v| v["served"].as_bool().unwrap_or(true))
+        .filter_map(|v| {
+            let version = v["name"].as_str()?;
+            Some(ResourceDef {
+                group: group.into(),
+                version: version.into(),
+                plural: plural.into(),
+                singular: names["singular"].as_str().map(String::from).unwrap_or_else(|| kind.to_lowercase()),
+                kind: kind.into(),
+                list_kind: names["listKind"].as_str().map(String::from).unwrap_or_else(|| format!("{kind}List")),
+                namespaced: spec["scope"].as_str() != Some("Cluster"),
+                short_names: strings(&names["shortNames"]),
+                categories: strings(&names["categories"]),
+                status_subresource: v["subresources"].get("status").is_some(),
+                storage: (group.into(), plural.into()),
+                custom: Some(Custom {
+                    schema: v["schema"].get("openAPIV3Schema").cloned(),
+                    printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
+                    selectable_fields: v["selectableFields"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|f| f["jsonPath"].as_str())
+                                .map(|p| p.trim_start_matches('.').to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }),
+                verbs: ALL_VERBS,
+            })
+        })
+        .collect()
+}
+
+/// (storage group, storage plural, namespace, name) — the etcd key, so iteration order is etcd's.
+pub(crate) type Key = (String, String, String, String);
+
+#[derive(Debug)]
+pub(crate) struct WatchEvent {
+    pub kind: &'static str,
+    pub storage: (String, String),
+    pub namespace: String,
+    pub rv: u64,
+    /// Stored form (storage version).
+    pub object: Value,
+}
+
+pub(crate) struct Store {
+    rv: u64,
+    pub objects: BTreeMap<Key, Value>,
+    pub defs: Vec<Arc<ResourceDef>>,
+    history: VecDeque<Arc<WatchEvent>>,
+    /// Events at or below this resourceVersion are no longer in the history.
+    compacted: u64,
+    pub tx: broadcast::Sender<Arc<WatchEvent>>,
+}
+
+impl Store {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(1024);
+        let mut s = Store {
+            rv: 0,
+            objects: BTreeMap::new(),
+            defs: vec![],
+            history: VecDeque::new(),
+            compacted: 0,
+            tx,
+        };
+        s.rebuild_defs();
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let obj = super::handlers::new_namespace(obj);
+            let rv = s.next_rv();
+            let obj = super::handlers::stamp_new(obj, rv, false);
+            s.save(("".into(), "namespaces".into(), String::new(), ns.into()), obj, "ADDED");
+        }
+        s
+    }
+
+    pub fn current_rv(&self) -> u64 {
+        self.rv
+    }
+
+    pub fn next_rv(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
+    }
+
+    pub fn compacted(&self) -> u64 {
+        self.compacted
+    }
+
+    /// Re-derives the served resource types after a CRD changed.
+    pub fn rebuild_defs(&mut self) {
+        let mut defs: Vec<ResourceDef> = builtin_defs();
+        for ((g, p, _, _), crd) in &self.objects {
+            if g == "apiextensions.k8s.io" && p == "customresourcedefinitions" && crd_established(crd) {
+                defs.extend(defs_from_crd(crd));
+            }
+        }
+        self.defs = defs.into_iter().map(Arc::new).collect();
+    }
+
+    pub fn find_def(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceDef>> {
+        self.defs.iter().find(|d| d.group == group && d.version == version && d.plural == plural).cloned()
+    }
+
+    pub fn key(def: &ResourceDef, namespace: &str, name: &str) -> Key {
+        let ns = if def.namespaced { namespace } else { "" };
+        (def.storage.0.clone(), def.storage.1.clone(), ns.to_string(), name.to_string())
+    }
+
+    /// Stores `obj` (already stamped with a fresh resourceVersion) and records the watch event.
+    pub fn save(&mut self, key: Key, obj: Value, kind: &'static str) {
+        self.record(kind, &key, obj.clone());
+        self.objects.insert(key, obj);
+    }
+
+    pub fn remove(&mut self, key: &Key, final_obj: Value) {
+        self.objects.remove(key);
+        self.record("DELETED", key, final_obj);
+    }
+
+    fn record(&mut self, kind: &'static str, key: &Key, object: Value) {
+        let ev = Arc::new(WatchEvent {
+            kind,
+            storage: (key.0.clone(), key.1.clone()),
+            namespace: key.2.clone(),
+            rv: self.rv,
+            object,
+        });
+        if self.history.len() >= HISTORY
+            && let Some(old) = self.history.pop_front()
+        {
+            self.compacted = old.rv;
+        }
+        self.history.push_back(ev.clone());
+        // No receivers is fine: nobody is watching.
+        let _ = self.tx.send(ev);
+    }
+
+    /// Events newer than `rv`, or None when `rv` is older than the retained history.
+    pub fn events_since(&self, rv: u64) -> Option<Vec<Arc<WatchEvent>>> {
+        if rv < self.compacted {
+            return None;
+        }
+        Some(self.history.iter().filter(|e| e.rv > rv).cloned().collect())
+    }
+
+    /// Objects of one storage, optionally in one namespace, in key order.
+    pub fn scan<'a>(&'a self, def: &ResourceDef, namespace: Option<&'a str>) -> impl Iterator<Item = (&'a Key, &'a Value)> {
+        let (g, p) = def.storage.clone();
+        self.objects.iter().filter(move |((kg, kp, kns, _), _)| {
+            *kg == g && *kp == p && namespace.is_none_or(|ns| kns == ns)
+        })
+    }
+}
+
+fn crd_established(crd: &Value) -> bool {
+    crd["metadata"].get("deletionTimestamp").is_none()
+}
+
+/// events.k8s.io/v1 field name ↔ core/v1 field name (storage is core/v1, as in kube-apiserver).
+const EVENT_RENAMES: &[(&str, &str)] = &[
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+    ("reportingController", "reportingComponent"),
+];
+
+fn rename_top(obj: &mut Value, to_core: bool) {
+    if let Some(m) = obj.as_object_mut() {
+        let mut out = Map::new();
+        for (k, v) in std::mem::take(m) {
+            let renamed = EVENT_RENAMES
+                .iter()
+                .find(|(ev, core)| if to_core { ev == &k } else { core == &k })
+                .map(|(ev, core)| if to_core { core.to_string() } else { ev.to_string() });
+            out.insert(renamed.unwrap_or(k), v);
+        }
+        *m = out;
+    }
+}
+
+/// Stored form → the form served at `def`'s group/version.
+pub(crate) fn to_served(def: &ResourceDef, mut obj: Value) -> Value {
+    if def.is_event() && def.group == "events.k8s.io" {
+        rename_top(&mut obj, false);
+    }
+    if let Some(m) = obj.as_object_mut() {
+        m.insert("apiVersion".into(), def.api_version().into());
+        m.insert("kind".into(), def.kind.clone().into());
+    }
+    obj
+}
+
+/// Served form at `def` → stored form.
+pub(crate) fn to_stored(def: &ResourceDef, mut obj: Value) -> Value {
+    if def.is_event() && def.group == "events.k8s.io" {
+        rename_top(&mut obj, true);
+        obj["apiVersion"] = "v1".into();
+    }
+    obj
+}

@@ -1,0 +1,592 @@
+//! The AWS fidelity and fault layer: one plain-HTTP endpoint on 127.0.0.1 (what `AWS_ENDPOINT_URL` points at).
+//!
+//! Requests are routed by their SigV4 credential scope's service and forwarded to moto (bodies streamed), except:
+//! Lambda's control plane is served here ([`lambda`]) with AWS's contract (RevisionId, InProgress, S3 code,
+//! pagination, quotas); STS GetCallerIdentity answers with the testbed identity of the access key; EKS
+//! DescribeCluster for the testbed cluster answers with the Kubernetes testbed's endpoint and CA. Every request
+//! is logged, and faults can be scripted — over HTTP under `/_testbed/` or with this module's Rust API.
+
+mod calls;
+mod faults;
+mod lambda;
+mod moto_client;
+mod quota;
+mod route;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+pub use calls::{Call, CallLog};
+pub use faults::{Fault, FaultAction, Trigger};
+pub use moto_client::MotoClient;
+
+use crate::identity::{ACCOUNT_ID, AwsIdentity};
+use lambda::{Lambda, LambdaError, Op};
+use moto_client::{Body, full};
+use route::{credential_scope, eks_operation, form_pairs, param, s3_operation};
+
+/// Settings that may change while the layer runs (`POST /_testbed/config` takes any subset of the fields).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LayerConfig {
+    /// Lambda's request quotas; off = never 429 unless a fault says so.
+    pub quotas: bool,
+    pub get_function_per_second: f64,
+    /// Shared by every Lambda control-plane operation except GetFunction.
+    pub control_plane_per_second: f64,
+    /// How long LastUpdateStatus stays InProgress after UpdateFunctionCode/UpdateFunctionConfiguration.
+    pub update_in_progress_ms: u64,
+    /// How long State stays Pending after CreateFunction.
+    pub create_pending_ms: u64,
+}
+
+impl Default for LayerConfig {
+    /// AWS's documented defaults: GetFunction 100 req/s, other control-plane calls 15 req/s.
+    fn default() -> Self {
+        LayerConfig {
+            quotas: true,
+            get_function_per_second: 100.0,
+            control_plane_per_second: 15.0,
+            update_in_progress_ms: 300,
+            create_pending_ms: 0,
+        }
+    }
+}
+
+/// The EKS cluster DescribeCluster should describe as the Kubernetes testbed.
+#[derive(Clone, Debug)]
+pub struct EksCluster {
+    pub name: String,
+    /// `https://127.0.0.1:PORT`
+    pub endpoint: String,
+    pub ca_pem: String,
+}
+
+pub struct AwsLayerOptions {
+    pub listen: SocketAddr,
+    /// `http://127.0.0.1:PORT` of a running moto_server.
+    pub moto_url: String,
+    pub config: LayerConfig,
+    /// Who GetCallerIdentity says an access key belongs to.
+    pub identities: Vec<AwsIdentity>,
+    pub eks_cluster: Option<EksCluster>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid fault: {0}")]
+pub struct InvalidFault(pub String);
+
+/// Handle to a running layer; cheap to clone; usable from any thread or runtime.
+#[derive(Clone)]
+pub struct AwsLayer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    url: String,
+    moto: MotoClient,
+    lambda: Lambda,
+    config: Mutex<LayerConfig>,
+    quotas: Mutex<quota::Quotas>,
+    faults: Mutex<faults::FaultSet>,
+    calls: Mutex<calls::Recorder>,
+    identities: Vec<AwsIdentity>,
+    eks: Option<EksCluster>,
+    started: Instant,
+    accept: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+/// Locks ignoring poison: the data behind these locks stays consistent even if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl AwsLayer {
+    /// Binds `opts.listen` and serves on the current tokio runtime until [`AwsLayer::shutdown`] or the runtime ends.
+    pub async fn start(opts: AwsLayerOptions) -> io::Result<AwsLayer> {
+        let listener = TcpListener::bind(opts.listen).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let moto = MotoClient::new(&opts.moto_url);
+        let shared = Arc::new(Shared {
+            url,
+            lambda: Lambda::new(moto.clone()),
+            moto,
+            quotas: Mutex::new(quota::Quotas::new(
+                opts.config.get_function_per_second,
+                opts.config.control_plane_per_second,
+            )),
+            config: Mutex::new(opts.config),
+            faults: Mutex::default(),
+            calls: Mutex::default(),
+            identities: opts.identities,
+            eks: opts.eks_cluster,
+            started: Instant::now(),
+            accept: Mutex::new(None),
+        });
+        let server = shared.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let shared = server.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(shared.clone(), req));
+                    if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                        tracing::debug!(error = %e, "connection ended");
+                    }
+                });
+            }
+        });
+        *lock(&shared.accept) = Some(task.abort_handle());
+        tracing::info!(url = %shared.url, "AWS layer listening");
+        Ok(AwsLayer { shared })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> &str {
+        &self.shared.url
+    }
+
+    /// A client for the moto behind the layer (unlogged, no faults).
+    pub fn moto(&self) -> &MotoClient {
+        &self.shared.moto
+    }
+
+    pub fn calls(&self) -> CallLog {
+        lock(&self.shared.calls).snapshot()
+    }
+
+    pub fn clear_calls(&self) {
+        lock(&self.shared.calls).clear();
+    }
+
+    pub fn inject(&self, fault: Fault) -> Result<(), InvalidFault> {
+        lock(&self.shared.faults).inject(fault).map_err(InvalidFault)
+    }
+
+    pub fn faults(&self) -> Vec<Fault> {
+        lock(&self.shared.faults).list()
+    }
+
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
+    pub fn config(&self) -> LayerConfig {
+        lock(&self.shared.config).clone()
+    }
+
+    /// Replaces the settings; the quota buckets restart full at the new rates.
+    pub fn set_config(&self, config: LayerConfig) {
+        *lock(&self.shared.quotas) =
+            quota::Quotas::new(config.get_function_per_second, config.control_plane_per_second);
+        *lock(&self.shared.config) = config;
+    }
+
+    /// Every CodeSha256 the function was ever set to, oldest first (None: no such function).
+    pub fn history(&self, function: &str) -> Option<Vec<String>> {
+        self.shared.lambda.history(function)
+    }
+
+    /// Stops accepting connections.
+    pub fn shutdown(&self) {
+        if let Some(task) = lock(&self.shared.accept).take() {
+            task.abort();
+        }
+    }
+}
+
+/// The connection is dropped without a response (a `connection_reset` fault, or the client went away).
+#[derive(Debug)]
+struct Reset;
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, io::Error> {
+    if req.uri().path().starts_with("/_testbed/") {
+        return Ok(control(&shared, req).await);
+    }
+    let started = Instant::now();
+    let query = form_pairs(req.uri().query().unwrap_or(""));
+    let mut call = Call { at_ms: shared.started.elapsed().as_millis() as u64, ..Call::default() };
+    match credential_scope(req.headers(), &query) {
+        Some(scope) => {
+            call.service = scope.service;
+            call.access_key_id = Some(scope.access_key_id);
+        }
+        None => call.service = "unsigned".into(),
+    }
+    let is_form = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    let outcome = match call.service.as_str() {
+        "lambda" => lambda_request(&shared, req, query, &mut call).await,
+        "eks" => eks_request(&shared, req, &mut call).await,
+        _ if is_form || param(&query, "Action").is_some() => query_request(&shared, req, query, &mut call).await,
+        _ => other_request(&shared, req, &query, &mut call).await,
+    };
+    call.duration_ms = started.elapsed().as_millis() as u64;
+    let response = match outcome {
+        Ok(response) => response,
+        Err(Reset) => {
+            lock(&shared.calls).push(call);
+            return Err(io::Error::new(io::ErrorKind::ConnectionReset, "connection reset by the testbed"));
+        }
+    };
+    call.status = response.status().as_u16();
+    tracing::debug!(service = %call.service, operation = %call.operation, status = call.status, "request");
+    let seq = lock(&shared.calls).push(call);
+    // Body bytes are counted as they are sent, so streamed S3 downloads are measured too.
+    let (parts, body) = response.into_parts();
+    let counter = shared.clone();
+    let body = body
+        .map_frame(move |frame: Frame<Bytes>| {
+            if let Some(data) = frame.data_ref() {
+                lock(&counter.calls).add_bytes(seq, data.len() as u64);
+            }
+            frame
+        })
+        .boxed();
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The effect of the faults that fired for one call.
+struct Fired {
+    /// A fault that decides the response.
+    terminal: Option<FaultAction>,
+    /// An `in_progress` override for an update this call starts.
+    in_progress: Option<Duration>,
+}
+
+async fn fire_faults(shared: &Shared, call: &mut Call) -> Result<Fired, Reset> {
+    let actions = lock(&shared.faults).fire(&call.service, &call.operation, call.function.as_deref());
+    let mut fired = Fired { terminal: None, in_progress: None };
+    let mut delay = Duration::ZERO;
+    for action in actions {
+        match action {
+            FaultAction::Latency { ms } => delay += Duration::from_millis(ms),
+            FaultAction::InProgress { ms } => fired.in_progress = Some(Duration::from_millis(ms)),
+            other if fired.terminal.is_none() => fired.terminal = Some(other),
+            _ => {}
+        }
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(action) = &fired.terminal {
+        call.fault = Some(format!("{action:?}"));
+        if *action == FaultAction::ConnectionReset {
+            return Err(Reset);
+        }
+    }
+    Ok(fired)
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let bytes = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
+    let mut response = Response::new(full(bytes));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    response
+}
+
+fn lambda_error(e: &LambdaError) -> Response<Body> {
+    let mut response = json_response(e.status, &e.body());
+    let headers = response.headers_mut();
+    headers.insert("x-amzn-errortype", HeaderValue::from_static(e.kind));
+    if let Some(secs) = e.retry_after {
+        headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Bytes), Reset> {
+    let (parts, body) = req.into_parts();
+    let bytes = body.collect().await.map_err(|_| Reset)?.to_bytes();
+    Ok((parts, bytes))
+}
+
+async fn lambda_request(
+    shared: &Shared,
+    req: Request<Incoming>,
+    query: Vec<(String, String)>,
+    call: &mut Call,
+) -> Result<Response<Body>, Reset> {
+    let Some(op) = Op::parse(req.method(), req.uri().path()) else {
+        call.operation = format!("{} {}", req.method(), req.uri().path());
+        return Ok(lambda_error(&LambdaError::unknown_operation()));
+    };
+    call.operation = op.name().to_string();
+    let (_, bytes) = read_body(req).await?;
+    let body: Value = if bytes.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(_) => return Ok(lambda_error(&LambdaError::invalid("Could not parse request body into json"))),
+        }
+    };
+    call.function = op.function(&body);
+    if let Some(q) = param(&query, "Qualifier") {
+        call.params.insert("Qualifier".into(), q.to_string());
+    }
+    for key in ["RevisionId", "S3Bucket", "S3Key", "S3ObjectVersion", "Publish", "Name", "FunctionVersion"] {
+        match body.get(key) {
+            Some(Value::String(s)) => call.params.insert(key.into(), s.clone()),
+            Some(Value::Bool(b)) => call.params.insert(key.into(), b.to_string()),
+            _ => None,
+        };
+    }
+    let fired = fire_faults(shared, call).await?;
+    if let Some(action) = fired.terminal {
+        let function = call.function.as_deref().unwrap_or("unknown");
+        let error = match action {
+            FaultAction::Throttle => LambdaError::throttled(Duration::from_secs(1)),
+            FaultAction::Conflict => LambdaError::update_in_progress(function),
+            FaultAction::StaleRevision => LambdaError::precondition_failed(),
+            _ => LambdaError::service("An internal error occurred (fault injected by the testbed)."),
+        };
+        return Ok(lambda_error(&error));
+    }
+    let config = lock(&shared.config).clone();
+    if config.quotas
+        && let Err(wait) = lock(&shared.quotas).take(op.name())
+    {
+        return Ok(lambda_error(&LambdaError::throttled(wait)));
+    }
+    let lambda_call = lambda::Call {
+        op,
+        query,
+        body,
+        in_progress: fired.in_progress.unwrap_or(Duration::from_millis(config.update_in_progress_ms)),
+        pending: Duration::from_millis(config.create_pending_ms),
+    };
+    Ok(match shared.lambda.handle(lambda_call).await {
+        Ok((status, value)) => json_response(status, &value),
+        Err(e) => lambda_error(&e),
+    })
+}
+
+/// Forwards to moto; moto being unreachable is a 502.
+async fn forward(shared: &Shared, parts: http::request::Parts, body: Body) -> Response<Body> {
+    match shared.moto.forward(parts, body).await {
+        Ok(response) => response.map(BodyExt::boxed),
+        Err(e) => {
+            tracing::warn!(error = %e, "moto unreachable");
+            let mut response = Response::new(full(format!("moto unreachable: {e}")));
+            *response.status_mut() = StatusCode::BAD_GATEWAY;
+            response
+        }
+    }
+}
+
+/// AWS query protocol (IAM, STS, ...): the operation is the `Action` parameter of the form body or URL.
+async fn query_request(
+    shared: &Shared,
+    req: Request<Incoming>,
+    query: Vec<(String, String)>,
+    call: &mut Call,
+) -> Result<Response<Body>, Reset> {
+    let (parts, bytes) = read_body(req).await?;
+    let form = form_pairs(&String::from_utf8_lossy(&bytes));
+    let action = param(&form, "Action").or_else(|| param(&query, "Action")).unwrap_or("Unknown");
+    call.operation = action.to_string();
+    if let Some(role) = param(&form, "RoleName") {
+        call.params.insert("RoleName".into(), role.to_string());
+    }
+    fire_faults(shared, call).await?;
+    if call.service == "sts" && action == "GetCallerIdentity" {
+        return Ok(caller_identity(shared, call.access_key_id.as_deref()));
+    }
+    Ok(forward(shared, parts, full(bytes)).await)
+}
+
+fn xml_response(status: StatusCode, xml: String) -> Response<Body> {
+    let mut response = Response::new(full(xml));
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    response
+}
+
+/// GetCallerIdentity from the testbed identities (moto would answer "user/moto" whatever the key).
+fn caller_identity(shared: &Shared, access_key_id: Option<&str>) -> Response<Body> {
+    let request_id = uuid::Uuid::new_v4();
+    let Some(identity) = shared.identities.iter().find(|i| Some(i.access_key_id.as_str()) == access_key_id) else {
+        return xml_response(
+            StatusCode::FORBIDDEN,
+            format!(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+                 <Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.\
+                 </Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+            ),
+        );
+    };
+    // Role sessions have a `ROLEID:session` user id; users their own id.
+    let user_id = match identity.caller_arn.rsplit_once('/') {
+        Some((_, session)) if identity.caller_arn.contains(":assumed-role/") => {
+            format!("AROA{}:{session}", &identity.access_key_id[4..])
+        }
+        _ => format!("AIDA{}", &identity.access_key_id[4..]),
+    };
+    xml_response(
+        StatusCode::OK,
+        format!(
+            "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult>\
+             <Arn>{}</Arn><UserId>{user_id}</UserId><Account>{ACCOUNT_ID}</Account></GetCallerIdentityResult>\
+             <ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
+            identity.caller_arn
+        ),
+    )
+}
+
+async fn eks_request(shared: &Shared, req: Request<Incoming>, call: &mut Call) -> Result<Response<Body>, Reset> {
+    let (operation, cluster) = eks_operation(req.method(), req.uri().path());
+    call.operation = operation;
+    if let Some(name) = &cluster {
+        call.params.insert("Name".into(), name.clone());
+    }
+    fire_faults(shared, call).await?;
+    let testbed = shared.eks.as_ref().filter(|eks| cluster.as_ref() == Some(&eks.name));
+    let (parts, body) = req.into_parts();
+    let response = forward(shared, parts, body.boxed()).await;
+    match testbed {
+        Some(eks) if call.operation == "DescribeCluster" && response.status() == StatusCode::OK => {
+            Ok(describe_testbed_cluster(eks, response).await)
+        }
+        _ => Ok(response),
+    }
+}
+
+/// moto's record of the testbed cluster with the real endpoint and CA (moto's are random, and its CA is no PEM).
+async fn describe_testbed_cluster(eks: &EksCluster, response: Response<Body>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    let Ok(collected) = body.collect().await else {
+        return Response::from_parts(parts, full(Bytes::new()));
+    };
+    let bytes = collected.to_bytes();
+    let Ok(mut doc) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, full(bytes));
+    };
+    if let Some(cluster) = doc.get_mut("cluster").and_then(Value::as_object_mut) {
+        cluster.insert("endpoint".into(), json!(eks.endpoint));
+        cluster.insert("status".into(), json!("ACTIVE"));
+        let ca = base64::engine::general_purpose::STANDARD.encode(&eks.ca_pem);
+        cluster.insert("certificateAuthority".into(), json!({ "data": ca }));
+    }
+    let out = doc.to_string();
+    parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Response::from_parts(parts, full(out))
+}
+
+/// S3 (path-style), JSON-protocol services (`X-Amz-Target`) and anything else: named, then streamed to moto.
+async fn other_request(
+    shared: &Shared,
+    req: Request<Incoming>,
+    query: &[(String, String)],
+    call: &mut Call,
+) -> Result<Response<Body>, Reset> {
+    let target = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_string);
+    if let Some(target) = target {
+        call.operation = target.rsplit('.').next().unwrap_or(&target).to_string();
+    } else if call.service == "s3" || call.service == "unsigned" {
+        let (operation, params) = s3_operation(req.method(), req.uri().path(), query, req.headers());
+        call.operation = operation;
+        call.params = params;
+    } else {
+        call.operation = format!("{} {}", req.method(), req.uri().path());
+    }
+    fire_faults(shared, call).await?;
+    let (parts, body) = req.into_parts();
+    Ok(forward(shared, parts, body.boxed()).await)
+}
+
+/// `/_testbed/...`: faults, calls, config, code history.
+async fn control(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let layer = AwsLayer { shared: shared.clone() };
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let bytes = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return control_error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["_testbed", "faults"]) => json_response(StatusCode::OK, &json!({ "faults": layer.faults() })),
+        (&Method::POST, ["_testbed", "faults"]) => {
+            // One fault or a list of them.
+            let parsed = serde_json::from_slice::<Vec<Fault>>(&bytes)
+                .or_else(|_| serde_json::from_slice::<Fault>(&bytes).map(|f| vec![f]));
+            let faults = match parsed {
+                Ok(f) => f,
+                Err(e) => return control_error(StatusCode::BAD_REQUEST, &e.to_string()),
+            };
+            for fault in faults {
+                if let Err(e) = layer.inject(fault) {
+                    return control_error(StatusCode::BAD_REQUEST, &e.to_string());
+                }
+            }
+            json_response(StatusCode::OK, &json!({ "faults": layer.faults() }))
+        }
+        (&Method::DELETE, ["_testbed", "faults"]) => {
+            layer.clear_faults();
+            json_response(StatusCode::NO_CONTENT, &Value::Null)
+        }
+        (&Method::GET, ["_testbed", "calls"]) => json_response(StatusCode::OK, &json!(layer.calls())),
+        (&Method::DELETE, ["_testbed", "calls"]) => {
+            layer.clear_calls();
+            json_response(StatusCode::NO_CONTENT, &Value::Null)
+        }
+        (&Method::GET, ["_testbed", "config"]) => json_response(StatusCode::OK, &json!(layer.config())),
+        (&Method::POST, ["_testbed", "config"]) => {
+            // A partial document: the given fields replace the current ones.
+            let mut merged = json!(layer.config());
+            match serde_json::from_slice::<BTreeMap<String, Value>>(&bytes) {
+                Ok(patch) => patch.into_iter().for_each(|(k, v)| merged[k] = v),
+                Err(e) => return control_error(StatusCode::BAD_REQUEST, &e.to_string()),
+            }
+            match serde_json::from_value::<LayerConfig>(merged) {
+                Ok(config) => {
+                    layer.set_config(config);
+                    json_response(StatusCode::OK, &json!(layer.config()))
+                }
+                Err(e) => control_error(StatusCode::BAD_REQUEST, &e.to_string()),
+            }
+        }
+        (&Method::GET, ["_testbed", "functions", name, "history"]) => match layer.history(name) {
+            Some(history) => {
+                json_response(StatusCode::OK, &json!({ "FunctionName": name, "CodeSha256History": history }))
+            }
+            None => control_error(StatusCode::NOT_FOUND, &format!("no function {name}")),
+        },
+        _ => control_error(StatusCode::NOT_FOUND, &format!("no control endpoint {method} {path}")),
+    }
+}
+
+fn control_error(status: StatusCode, message: &str) -> Response<Body> {
+    json_response(status, &json!({ "error": message }))
+}

@@ -1,0 +1,99 @@
+//! HTTP to moto: forwarding clients' requests (bodies streamed), and the layer's own calls (IAM GetRole,
+//! S3 GetObject for function code, the testbed's setup).
+
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+const HOP_BY_HOP: [&str; 7] =
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// A client for one moto_server. moto does not verify signatures, only reads the credential scope to pick
+/// the service, so the layer's own calls carry a scope and a dummy signature.
+#[derive(Clone)]
+pub struct MotoClient {
+    base: String,
+    client: Client<HttpConnector, Body>,
+}
+
+impl MotoClient {
+    /// `base`: `http://127.0.0.1:PORT`.
+    pub fn new(base: &str) -> MotoClient {
+        MotoClient {
+            base: base.trim_end_matches('/').to_string(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Sends a client's request on to moto unchanged except for its target and hop-by-hop headers.
+    pub(crate) async fn forward(&self, mut parts: http::request::Parts, body: Body) -> io::Result<Response<Incoming>> {
+        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        parts.uri = self.uri(path)?;
+        strip_hop_by_hop(&mut parts.headers);
+        let mut response = self.client.request(Request::from_parts(parts, body)).await.map_err(io::Error::other)?;
+        strip_hop_by_hop(response.headers_mut());
+        Ok(response)
+    }
+
+    /// One request of the layer's own; returns status and the whole body.
+    pub async fn call(
+        &self,
+        service: &str,
+        method: Method,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: impl Into<Bytes>,
+    ) -> io::Result<(StatusCode, Bytes)> {
+        let date = jiff::Timestamp::now().strftime("%Y%m%d").to_string();
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=AKIATESTBEDLAYER0001/{date}/{}/{service}/aws4_request, \
+             SignedHeaders=host, Signature=0000",
+            crate::identity::REGION
+        );
+        let mut request =
+            Request::builder().method(method).uri(self.uri(path_and_query)?).header("authorization", auth);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let request = request.body(full(body.into())).map_err(io::Error::other)?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(io::Error::other)?;
+            let status = response.status();
+            let body = response.into_body().collect().await.map_err(io::Error::other)?.to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(CALL_TIMEOUT, exchange)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("moto did not answer {path_and_query}")))?
+    }
+
+    fn uri(&self, path_and_query: &str) -> io::Result<Uri> {
+        format!("{}{path_and_query}", self.base).parse().map_err(io::Error::other)
+    }
+}
+
+/// The text of the first `<tag>...</tag>` in an XML document (enough for AWS error and result documents).
+pub(crate) fn xml_text<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = xml[start..].find(&format!("</{tag}>"))?;
+    Some(&xml[start..start + end])
+}

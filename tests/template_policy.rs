@@ -1,0 +1,313 @@
+//! The SAM template grants the deployer only what it needs, on only the resources it is configured for.
+//! template.yaml uses full-form intrinsics (`Ref:`, `Fn::Sub:`), so it parses as plain YAML here.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use testbed::identity::DEPLOYER_GROUP;
+
+const OWN_ACCOUNT_FUNCTIONS: &str = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:*";
+const ARTIFACT_OBJECTS: &str = "arn:${AWS::Partition}:s3:::${ArtifactBucket}/*";
+const ARTIFACT_BUCKET: &str = "arn:${AWS::Partition}:s3:::${ArtifactBucket}";
+const THE_CLUSTER: &str = "arn:${AWS::Partition}:eks:${AWS::Region}:${AWS::AccountId}:cluster/${ClusterName}";
+
+fn template() -> Value {
+    serde_saphyr::from_str(include_str!("../template.yaml")).expect("template.yaml parses as plain YAML")
+}
+
+fn resources_of_type<'a>(template: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    let resources = template["Resources"].as_object().expect("template has Resources");
+    resources.iter().filter(|(_, r)| r["Type"] == kind).map(|(name, r)| (name.as_str(), &r["Properties"])).collect()
+}
+
+fn the_function(template: &Value) -> &Value {
+    let functions = resources_of_type(template, "AWS::Serverless::Function");
+    assert_eq!(functions.len(), 1, "exactly one function");
+    functions[0].1
+}
+
+fn one_or_many(value: &Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items.clone(),
+        Value::Null => vec![],
+        other => vec![other.clone()],
+    }
+}
+
+/// Every value a resource expression can take, whichever way its `Fn::If` conditions go.
+fn alternatives(value: &Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items.iter().flat_map(alternatives).collect(),
+        Value::Object(map) if map.contains_key("Fn::If") => {
+            let branches = map["Fn::If"].as_array().expect("Fn::If has [condition, then, else]");
+            branches[1..].iter().flat_map(alternatives).collect()
+        }
+        other => vec![other.clone()],
+    }
+}
+
+/// The ARN text of a resource expression: `Ref: X` reads as `${X}`, `Fn::GetAtt: [R, A]` as `${R.A}`.
+fn arn_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Object(map) if map.contains_key("Fn::Sub") => match &map["Fn::Sub"] {
+            Value::String(text) => text.clone(),
+            Value::Array(parts) => parts[0].as_str().expect("Fn::Sub text").to_string(),
+            other => panic!("unexpected Fn::Sub {other}"),
+        },
+        Value::Object(map) if map.contains_key("Ref") => format!("${{{}}}", map["Ref"].as_str().expect("Ref name")),
+        Value::Object(map) if map.contains_key("Fn::GetAtt") => {
+            let parts = map["Fn::GetAtt"].as_array().expect("Fn::GetAtt [resource, attribute]");
+            format!("${{{}.{}}}", parts[0].as_str().unwrap_or_default(), parts[1].as_str().unwrap_or_default())
+        }
+        other => panic!("cannot tell the scope of resource {other}"),
+    }
+}
+
+#[derive(Debug)]
+struct Statement {
+    sid: String,
+    actions: Vec<String>,
+    /// Every ARN the statement can grant, as text.
+    resources: Vec<String>,
+    condition: Value,
+}
+
+impl Statement {
+    fn grants(&self, service: &str) -> bool {
+        self.actions.iter().any(|a| a == "*" || a.starts_with(&format!("{service}:")))
+    }
+}
+
+/// Every Allow statement of every IAM role and policy in the template.
+fn allow_statements(template: &Value) -> Vec<Statement> {
+    let mut documents: Vec<Value> = Vec::new();
+    for (_, role) in resources_of_type(template, "AWS::IAM::Role") {
+        documents.extend(one_or_many(&role["Policies"]).iter().map(|p| p["PolicyDocument"].clone()));
+    }
+    for kind in ["AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"] {
+        documents.extend(resources_of_type(template, kind).iter().map(|(_, p)| p["PolicyDocument"].clone()));
+    }
+    let statements: Vec<Value> = documents.iter().flat_map(|d| one_or_many(&d["Statement"])).collect();
+    for statement in &statements {
+        assert!(
+            statement.get("NotAction").is_none() && statement.get("NotResource").is_none(),
+            "NotAction/NotResource grant everything else: {statement}"
+        );
+    }
+    statements
+        .iter()
+        .filter(|s| s["Effect"] == "Allow")
+        .map(|s| Statement {
+            sid: s["Sid"].as_str().unwrap_or("(no Sid)").to_string(),
+            actions: one_or_many(&s["Action"]).iter().map(|a| a.as_str().expect("action name").to_string()).collect(),
+            resources: alternatives(&s["Resource"]).iter().map(arn_text).collect(),
+            condition: s["Condition"].clone(),
+        })
+        .collect()
+}
+
+fn statements_granting(template: &Value, service: &str) -> Vec<Statement> {
+    allow_statements(template).into_iter().filter(|s| s.grants(service)).collect()
+}
+
+/// `*`, or an ARN whose region, account or resource part is a wildcard: it names a whole service, not a resource.
+fn is_service_wide(arn: &str) -> bool {
+    // `${AWS::Region}` and friends hold colons of their own.
+    let arn = arn.replace("${AWS::", "${AWS_");
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts.as_slice() {
+        [] | [_] => arn.contains('*'),
+        ["arn", _, "s3", "", "", resource] => resource.starts_with('*'),
+        ["arn", _, _, region, account, resource] => {
+            [region, account].iter().any(|p| p.contains('*')) || resource.starts_with('*')
+        }
+        _ => true,
+    }
+}
+
+#[test]
+fn no_statement_grants_lambda_or_s3_on_every_resource_or_a_whole_service() {
+    let template = template();
+    let statements: Vec<Statement> =
+        allow_statements(&template).into_iter().filter(|s| s.grants("lambda") || s.grants("s3")).collect();
+    assert!(!statements.is_empty(), "the role must grant Lambda and S3 access somewhere");
+    for statement in statements {
+        for action in &statement.actions {
+            assert!(!action.contains('*'), "{}: wildcard action {action}", statement.sid);
+        }
+        for arn in &statement.resources {
+            assert!(!is_service_wide(arn), "{}: {arn} is not scoped to a resource", statement.sid);
+        }
+    }
+}
+
+#[test]
+fn the_scope_check_recognises_service_wide_arns() {
+    for wide in [
+        "*",
+        "arn:aws:lambda:*:*:*",
+        "arn:aws:lambda:us-east-1:*:function:x",
+        "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:*",
+        "arn:aws:s3:::*",
+        "arn:${AWS::Partition}:s3:::*",
+        "arn:aws:s3",
+    ] {
+        assert!(is_service_wide(wide), "{wide}");
+    }
+    for narrow in [OWN_ACCOUNT_FUNCTIONS, ARTIFACT_OBJECTS, ARTIFACT_BUCKET, THE_CLUSTER, "${AllowedFunctionArns}"] {
+        assert!(!is_service_wide(narrow), "{narrow}");
+    }
+}
+
+#[test]
+fn every_lambda_action_including_update_function_code_is_limited_to_the_allowed_function_arns() {
+    let template = template();
+    let statements = statements_granting(&template, "lambda");
+    let actions: Vec<&str> = statements.iter().flat_map(|s| s.actions.iter().map(String::as_str)).collect();
+    for needed in ["lambda:GetFunction", "lambda:UpdateFunctionCode", "lambda:TagResource", "lambda:ListTags"] {
+        assert!(actions.contains(&needed), "the deployer needs {needed}");
+    }
+    for statement in &statements {
+        for arn in &statement.resources {
+            assert!(
+                arn == "${AllowedFunctionArns}" || arn == OWN_ACCOUNT_FUNCTIONS,
+                "{}: {arn} is neither the AllowedFunctionArns parameter nor its own-account default",
+                statement.sid
+            );
+        }
+    }
+}
+
+#[test]
+fn the_deployer_is_told_exactly_the_function_arns_iam_allows() {
+    let template = template();
+    let iam_scope = allow_statements(&template)
+        .into_iter()
+        .find(|s| s.actions.iter().any(|a| a == "lambda:UpdateFunctionCode"))
+        .expect("a statement grants UpdateFunctionCode")
+        .resources;
+    let env = &the_function(&template)["Environment"]["Variables"]["ALLOWED_FUNCTION_ARNS"];
+    let joined = env["Fn::Join"].as_array().expect("ALLOWED_FUNCTION_ARNS joins a list");
+    assert_eq!(joined[0], ",");
+    let told: Vec<String> = alternatives(&joined[1]).iter().map(arn_text).collect();
+    assert_eq!(told, iam_scope);
+}
+
+#[test]
+fn tagging_can_only_set_the_ownership_tag() {
+    let template = template();
+    let tagging: Vec<Statement> = statements_granting(&template, "lambda")
+        .into_iter()
+        .filter(|s| s.actions.iter().any(|a| a == "lambda:TagResource"))
+        .collect();
+    assert!(!tagging.is_empty());
+    for statement in tagging {
+        assert_eq!(statement.actions, ["lambda:TagResource"], "{}: tagging needs its own condition", statement.sid);
+        assert_eq!(
+            statement.condition,
+            json!({ "ForAllValues:StringEquals": { "aws:TagKeys": ["lambda-deployer.dev/owner"] } })
+        );
+    }
+}
+
+#[test]
+fn s3_access_is_read_only_and_limited_to_the_artifact_bucket() {
+    let template = template();
+    for statement in statements_granting(&template, "s3") {
+        for action in &statement.actions {
+            let expected = match action.as_str() {
+                "s3:GetObject" | "s3:GetObjectVersion" => ARTIFACT_OBJECTS,
+                "s3:ListBucket" => ARTIFACT_BUCKET,
+                other => panic!("{}: the deployer does not need {other}", statement.sid),
+            };
+            assert_eq!(statement.resources, [expected], "{}: {action}", statement.sid);
+        }
+    }
+}
+
+#[test]
+fn describe_cluster_is_the_only_eks_action_and_covers_only_the_configured_cluster() {
+    let template = template();
+    let statements = statements_granting(&template, "eks");
+    assert_eq!(statements.len(), 1);
+    assert_eq!(statements[0].actions, ["eks:DescribeCluster"]);
+    assert_eq!(statements[0].resources, [THE_CLUSTER]);
+}
+
+#[test]
+fn the_access_entry_maps_the_functions_own_role_to_group_lambda_deployer() {
+    let template = template();
+    let entries = resources_of_type(&template, "AWS::EKS::AccessEntry");
+    assert_eq!(entries.len(), 1);
+    let entry = entries[0].1;
+    assert_eq!(entry["KubernetesGroups"], json!([DEPLOYER_GROUP]));
+    assert_eq!(entry["ClusterName"], json!({ "Ref": "ClusterName" }));
+    assert_eq!(entry["PrincipalArn"], the_function(&template)["Role"], "the entry must map the function's role");
+    assert!(!entry["Username"].as_str().unwrap_or_default().starts_with("system:"));
+}
+
+#[test]
+fn every_grant_is_visible_because_the_function_uses_the_explicit_role() {
+    let template = template();
+    let function = the_function(&template);
+    assert!(function.get("Policies").is_none(), "SAM policy templates would add grants this test cannot see");
+    let role = arn_text(&function["Role"]);
+    let role_resource = role.trim_start_matches("${").trim_end_matches(".Arn}");
+    assert_eq!(template["Resources"][role_resource]["Type"], "AWS::IAM::Role");
+}
+
+#[test]
+fn the_function_runs_the_deployer_binary_on_arm64_with_a_custom_runtime() {
+    let template = template();
+    let function = the_function(&template);
+    assert_eq!(function["Runtime"], "provided.al2023");
+    assert_eq!(function["Architectures"], json!(["arm64"]));
+    assert_eq!(function["Handler"], "bootstrap");
+    let (_, resource) = template["Resources"]
+        .as_object()
+        .and_then(|r| r.iter().find(|(_, r)| r["Type"] == "AWS::Serverless::Function"))
+        .expect("the function resource");
+    assert_eq!(resource["Metadata"]["BuildMethod"], "rust-cargolambda");
+    let binary = Path::new(env!("CARGO_BIN_EXE_lambda-deployer")).file_name().and_then(|n| n.to_str());
+    assert_eq!(resource["Metadata"]["BuildProperties"]["Binary"].as_str(), binary);
+}
+
+#[test]
+fn a_full_sweep_fits_in_the_timeout_and_failed_async_invocations_are_kept() {
+    let template = template();
+    let function = the_function(&template);
+    // 1,000 LambdaDeployments at Lambda's 15 requests/s control-plane quota, with room for waits on updates.
+    let sweep_seconds = 1000 / 15;
+    let timeout = function["Timeout"].as_u64().expect("Timeout");
+    assert!((2 * sweep_seconds..=900).contains(&timeout), "Timeout {timeout}");
+    let reserved = function["ReservedConcurrentExecutions"].as_u64().expect("ReservedConcurrentExecutions");
+    assert!(reserved >= 1, "reserved concurrency 0 would disable the deployer");
+    let config = &function["EventInvokeConfig"];
+    assert!(config["MaximumRetryAttempts"].as_u64().is_some());
+    let destination = &config["DestinationConfig"]["OnFailure"]["Destination"];
+    let can_send = allow_statements(&template)
+        .iter()
+        .any(|s| s.actions.iter().any(|a| a == "sqs:SendMessage") && s.resources == [arn_text(destination)]);
+    assert!(can_send, "the role must be allowed to send to the on-failure destination {destination}");
+    assert_eq!(template["Parameters"]["SweepSchedule"]["Default"], "rate(5 minutes)");
+}
+
+#[test]
+fn every_setting_the_deployer_reads_is_passed_from_a_parameter() {
+    let template = template();
+    let variables = the_function(&template)["Environment"]["Variables"].as_object().expect("environment variables");
+    for name in [
+        "CLUSTER_NAME",
+        "ARTIFACT_BUCKET",
+        "KEY_TEMPLATE",
+        "ALLOWED_FUNCTION_ARNS",
+        "MAX_CONCURRENCY",
+        "NAMESPACE_POLICY",
+        "WATCH_NAMESPACES",
+        "RUST_LOG",
+    ] {
+        assert!(variables.contains_key(name), "{name} is not set");
+    }
+    assert_eq!(template["Parameters"]["KeyTemplate"]["Default"], "{functionName}/{commit}.zip");
+}
