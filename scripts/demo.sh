@@ -47,7 +47,7 @@ step "Starting the testbed: moto, the AWS layer and a Kubernetes API server, all
 setsid "$root/target/debug/testbed" up --dir "$demo/testbed" >"$demo/testbed.log" 2>&1 &
 groups+=($!)
 wait_for 120 test -s "$demo/testbed/env" || fail "the testbed did not come up (see $demo/testbed.log)"
-grep -v '^{' "$demo/testbed.log" || true
+sed -n '/^testbed up/,$p' "$demo/testbed.log"
 # The deployer's environment: AWS endpoint and credentials, CLUSTER_NAME, ARTIFACT_BUCKET; KUBECONFIG for kubectl.
 # shellcheck source=/dev/null
 source "$demo/testbed/env"
@@ -172,6 +172,9 @@ invoke tests/fixtures/eventbridge-scheduled-event.json
 
 step "Result"
 show kubectl get ld -A
+last=${lds[-1]}
+echo "CI can wait for its commit to be live:"
+show kubectl wait "ld/${last#*/}" -n "${last%%/*}" --for=jsonpath='{.status.deployedCommit}'="${commit[$last]}" --timeout=10s
 printf '\n%-30s %-46s %-46s %s\n' LAMBDADEPLOYMENT "CODESHA256 BEFORE" "CODESHA256 AFTER" "RUNS ITS COMMIT"
 ok=true
 for ld in "${lds[@]}"; do

@@ -372,8 +372,10 @@ fn preferred_rivals(targets: &[Listed]) -> HashMap<String, String> {
     rivals
 }
 
-/// Converts the Lambda context's deadline (epoch milliseconds) into an [`Instant`].
-pub fn deadline_from_epoch_millis(deadline_ms: u64) -> Instant {
+/// Converts the Lambda context's deadline (epoch milliseconds) into an [`Instant`]. A deadline that is not in the
+/// future is not a real one (Lambda would have stopped us; some runtime emulators send a duration instead), so it
+/// is ignored rather than skipping all work.
+pub fn deadline_from_epoch_millis(deadline_ms: u64) -> Option<Instant> {
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
-    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+    (deadline_ms > now_ms).then(|| Instant::now() + Duration::from_millis(deadline_ms - now_ms))
 }

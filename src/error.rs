@@ -71,6 +71,7 @@ impl From<Error> for lambda_runtime::Diagnostic {
             Error::Config { .. } => "InvalidConfiguration",
             Error::Payload(_) => "UnrecognisedPayload",
             Error::InvalidSpec(_) => "InvalidSpec",
+            Error::Kube { status: Some(401 | 403), .. } => "ClusterAccessDenied",
             Error::Kube { .. } => "ClusterUnavailable",
             Error::Aws { .. } => "AwsError",
             Error::Deadline(_) => "Deadline",

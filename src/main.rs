@@ -26,7 +26,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deployer = &deployer;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = deadline_from_epoch_millis(event.context.deadline);
-        deployer.handle(&event.payload, Some(deadline)).await
+        if deadline.is_none() {
+            tracing::warn!(deadline_ms = event.context.deadline, "invocation deadline is not in the future; ignoring it");
+        }
+        deployer.handle(&event.payload, deadline).await
     }))
     .await
 }

@@ -304,3 +304,116 @@ async fn the_status_the_deployer_writes_survives_schema_pruning() {
     assert_eq!(types, [("Ready", "True", "Deployed"), ("ArtifactAvailable", "True", "Found")]);
     assert!(status.conditions.iter().all(|c| c.observed_generation == ld.metadata.generation && !c.message.is_empty()));
 }
+
+#[tokio::test]
+async fn artifact_hashes_come_from_s3_checksums_or_one_download_remembered_on_the_status() {
+    let world = World::new("hashing").await;
+    let deployer = world.deployer(&[]).await;
+    let c1 = commit("hashing");
+
+    let arn = world.create_function("checksum", "initial").await;
+    let function = world.function_name("checksum");
+    world.apply_ld("checksum", &arn, &function, &c1).await;
+    let with_checksum = format!("{function}/{c1}.zip");
+    world.upload_with_checksum(&with_checksum, "checksummed release").await;
+
+    let arn = world.create_function("plain", "initial").await;
+    let function = world.function_name("plain");
+    world.apply_ld("plain", &arn, &function, &c1).await;
+    let plain = format!("{function}/{c1}.zip");
+    world.upload(&plain, "plain release").await;
+
+    for _ in 0..3 {
+        deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
+    }
+    assert_eq!(world.downloads(&with_checksum), 0, "the full-object checksum is used, nothing downloaded");
+    assert_eq!(world.downloads(&plain), 1, "hashed once, then remembered by version on the status");
+    assert_eq!(world.ld("plain").await.status.unwrap().phase, Some(Phase::Deployed));
+
+    // A re-upload to the same key is a new version: hashed (once) and deployed.
+    let (_, sha) = world.upload(&plain, "plain release, rebuilt").await;
+    let summary = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
+    assert_eq!(summary.deployed, 1);
+    assert_eq!(world.code_sha256(&function).await, sha);
+    assert_eq!(world.downloads(&plain), 2);
+}
+
+#[tokio::test]
+async fn an_upload_event_touches_only_the_lds_of_that_artifact_with_two_kube_reads_at_most() {
+    let world = World::new("event-path").await;
+    let deployer = world.deployer(&[]).await;
+    let c1 = commit("event-path");
+    // Two environments deploy the same artifact; a bystander must not be touched.
+    let artifact = "orders";
+    for env in ["preview", "staging"] {
+        let arn = world.create_function(env, "initial").await;
+        world.apply_ld(env, &arn, artifact, &c1).await;
+    }
+    let bystander_arn = world.create_function("bystander", "initial").await;
+    world.apply_ld("bystander", &bystander_arn, "payments", &c1).await;
+    let key = format!("{artifact}/{c1}.zip");
+    let (version, sha) = world.upload(&key, "orders release").await;
+    let bystander = world.function_name("bystander");
+    let before = world.lambda_calls(&bystander);
+
+    let requests_before = world.deployer_kube_requests().len();
+    let summary = deployer.handle(&world.s3_event(&key, &version), None).await.unwrap();
+    assert_eq!((summary.considered, summary.deployed), (2, 2), "{summary:?}");
+    for env in ["preview", "staging"] {
+        assert_eq!(world.code_sha256(&world.function_name(env)).await, sha);
+    }
+    assert_eq!(world.lambda_calls(&bystander), before, "the bystander's function is not even read");
+    let lists: Vec<_> = world.deployer_kube_requests()[requests_before..].iter().filter(|r| r.verb == "list").cloned().collect();
+    assert_eq!(lists.len(), 1, "one field-selected list: {lists:?}");
+    assert!(lists[0].query.contains("fieldSelector"), "{:?}", lists[0]);
+
+    // A cluster that rejects the field selector: the deployer lists and filters instead.
+    let c2 = commit("event-path-2");
+    world.set_commit("preview", &c2).await;
+    let key2 = format!("{artifact}/{c2}.zip");
+    let (version2, sha2) = world.upload(&key2, "orders release 2").await;
+    world.testbed.kube().inject(testbed::apiserver::KubeFault {
+        namespace: Some(world.namespace.clone()),
+        ..testbed::apiserver::KubeFault::status(400).on_verbs(&["list"]).on_resource("lambdadeployments").times(1)
+    });
+    let summary = deployer.handle(&world.eventbridge_event(&key2, &version2), None).await.unwrap();
+    assert_eq!((summary.considered, summary.deployed), (1, 1), "{summary:?}");
+    assert_eq!(world.code_sha256(&world.function_name("preview")).await, sha2);
+    assert_eq!(world.code_sha256(&world.function_name("staging")).await, sha, "staging keeps its commit");
+}
+
+#[tokio::test]
+async fn a_sweep_near_its_deadline_stops_starting_work_and_the_next_sweep_finishes() {
+    let world = World::new("deadline").await;
+    let deployer = world.deployer(&[("MAX_CONCURRENCY", "1"), ("DEADLINE_MARGIN_SECONDS", "1")]).await;
+    let c1 = commit("deadline");
+    for name in ["a", "b", "c"] {
+        let arn = world.create_function(name, "initial").await;
+        let function = world.function_name(name);
+        world.apply_ld(name, &arn, &function, &c1).await;
+        world.upload(&format!("{function}/{c1}.zip"), &format!("{name} release")).await;
+        // Each update takes about 1.5 s to finish.
+        world.testbed.aws().inject(Fault {
+            service: "lambda".into(),
+            operation: "UpdateFunctionCode".into(),
+            function: Some(function),
+            action: FaultAction::InProgress { ms: 1500 },
+            when: testbed::aws::Trigger::Always,
+        }).unwrap();
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(2500);
+    let summary = deployer.handle(&json!({"action": "sweep"}), Some(deadline)).await.unwrap();
+    assert_eq!((summary.deployed, summary.skipped), (1, 2), "{summary:?}");
+    assert!(tokio::time::Instant::now() < deadline + Duration::from_millis(500), "returned in time");
+    let phases: Vec<Option<Phase>> = futures::future::join_all(["a", "b", "c"].map(|n| world.ld(n)))
+        .await
+        .into_iter()
+        .map(|ld| ld.status.and_then(|s| s.phase))
+        .collect();
+    assert_eq!(phases.iter().filter(|p| **p == Some(Phase::Deployed)).count(), 1);
+    assert_eq!(phases.iter().filter(|p| p.is_none()).count(), 2, "skipped LDs are not half-reported: {phases:?}");
+
+    let summary = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
+    assert_eq!((summary.deployed, summary.up_to_date, summary.skipped), (2, 1, 0), "{summary:?}");
+}

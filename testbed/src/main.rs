@@ -20,6 +20,9 @@ enum Command {
 
 fn parse(args: &[String]) -> Result<Command, String> {
     let (command, rest) = args.split_first().ok_or("no command")?;
+    if command != "kube" && command != "up" {
+        return Err(format!("unknown command {command}"));
+    }
     let mut listen = None;
     let mut dir = None;
     let mut opts = TestbedOptions::default();
@@ -39,8 +42,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
     let dir = dir.ok_or("--dir is required")?;
     match command.as_str() {
         "kube" => Ok(Command::Kube { listen: listen.ok_or("--listen is required")?, dir }),
-        "up" => Ok(Command::Up { dir, opts }),
-        other => Err(format!("unknown command {other}")),
+        _ => Ok(Command::Up { dir, opts }),
     }
 }
 

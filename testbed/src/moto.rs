@@ -3,7 +3,7 @@
 //! moto runs under a small Python wrapper that exits when its stdin closes, so moto dies with the process that
 //! started it even when that process never runs its destructors (a `static` Testbed, SIGKILL, a crashed test).
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `moto.server.main` plus a thread that ends the process when stdin reaches EOF (our end of the pipe closed).
-const WRAPPER: &str = "import os, sys, threading
+/// werkzeug's per-request access log is silenced: the layer's call log has every request, and the log file
+/// then only holds start-up errors.
+const WRAPPER: &str = "import logging, os, sys, threading
 from moto.server import main
+logging.getLogger('werkzeug').setLevel(logging.WARNING)
 def watch_parent():
     sys.stdin.buffer.read()
     os._exit(0)
@@ -76,8 +79,10 @@ impl Moto {
             if let Some(status) = moto.child.try_wait()? {
                 return Err(MotoError::Exited { status, log });
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 tracing::info!(url = %moto.url, pid = moto.pid(), "moto_server is up");
+                // The log only matters for a failed start; moto keeps writing to the unlinked file.
+                let _ = std::fs::remove_file(&log);
                 return Ok(moto);
             }
             if Instant::now() > deadline {

@@ -164,3 +164,20 @@ async fn the_control_api_rejects_malformed_faults_and_reports_the_configuration(
     assert_eq!(config["get_function_per_second"], json!(100.0));
     assert_eq!(config["control_plane_per_second"], json!(15.0));
 }
+
+#[tokio::test]
+async fn faults_on_other_services_delay_or_drop_their_requests() {
+    let tb = testbed().await;
+    let s3 = s3(tb).await;
+    let key = format!("{}/object", unique("s3fault"));
+    put_artifact(&s3, &key, b"bytes").await;
+    let reset = Fault::new("HeadObject", FaultAction::ConnectionReset).service("s3").when(Trigger::Nth(1));
+    let slow = Fault::new("HeadObject", FaultAction::Latency { ms: 300 }).service("s3").when(Trigger::Nth(2));
+    tb.aws().inject(reset).unwrap();
+    tb.aws().inject(slow).unwrap();
+    let err = s3.head_object().bucket(ARTIFACT_BUCKET).key(&key).send().await.unwrap_err();
+    assert!(err.as_service_error().is_none(), "dropped, not answered: {err:?}");
+    let started = Instant::now();
+    s3.head_object().bucket(ARTIFACT_BUCKET).key(&key).send().await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}

@@ -20,8 +20,9 @@ use tokio::sync::OnceCell;
 
 static TESTBED: OnceCell<Testbed> = OnceCell::const_new();
 
-const PENDING: Duration = Duration::from_millis(400);
-const IN_PROGRESS: Duration = Duration::from_millis(600);
+// Long enough that the calls a test makes inside these windows land inside them on a loaded machine.
+const PENDING: Duration = Duration::from_millis(1_500);
+const IN_PROGRESS: Duration = Duration::from_millis(1_500);
 
 async fn testbed() -> &'static Testbed {
     let opts = TestbedOptions { quotas: false, update_in_progress: IN_PROGRESS, create_pending: PENDING };
@@ -149,10 +150,10 @@ async fn an_in_progress_fault_lengthens_one_update() {
     let lambda = lambda(tb).await;
     let name = unique("longupdate");
     create_function(&lambda, &name, &zip("one")).await;
-    let fault = Fault::new("UpdateFunctionCode", FaultAction::InProgress { ms: 2_000 }).function(&name);
+    let fault = Fault::new("UpdateFunctionCode", FaultAction::InProgress { ms: 4_000 }).function(&name);
     tb.aws().inject(fault).unwrap();
     lambda.update_function_code().function_name(&name).zip_file(Blob::new(zip("two"))).send().await.unwrap();
-    tokio::time::sleep(IN_PROGRESS + Duration::from_millis(300)).await;
+    tokio::time::sleep(IN_PROGRESS + Duration::from_millis(500)).await;
     let c = lambda.get_function_configuration().function_name(&name).send().await.unwrap();
     assert_eq!(c.last_update_status(), Some(&LastUpdateStatus::InProgress), "still InProgress past the default");
     settled(&lambda, &name).await;

@@ -114,3 +114,18 @@ async fn write_dir_writes_the_deployers_env_and_the_kube_files() {
     assert!(tb.deployer_env().iter().any(|(k, v)| k == "KUBECONFIG" && v.ends_with("kubeconfig")));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn large_artifacts_stream_through_the_layer_both_ways_and_downloads_are_counted() {
+    let tb = testbed().await;
+    let s3 = s3(tb).await;
+    let key = format!("{}/large.zip", unique("large"));
+    let artifact = zip(&"lambda ".repeat(600_000)); // ~4 MB: big enough for chunked uploads and Expect: 100-continue
+    let version = put_artifact(&s3, &key, &artifact).await;
+    let got = s3.get_object().bucket(ARTIFACT_BUCKET).key(&key).version_id(&version).send().await.unwrap();
+    assert_eq!(got.body.collect().await.unwrap().into_bytes(), artifact);
+    let log = tb.aws().calls();
+    let download = log.of("s3", "GetObject").find(|c| c.params.get("Key") == Some(&key)).unwrap();
+    assert_eq!(download.params.get("VersionId"), Some(&version));
+    assert_eq!(download.response_bytes, artifact.len() as u64);
+}

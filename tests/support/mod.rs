@@ -362,3 +362,45 @@ async fn wait_active(lambda: &aws_sdk_lambda::Client, name: &str) {
     }
     panic!("{name} never became Active");
 }
+
+/// A tool from the Makefile's venv (`make tools` creates it).
+pub fn venv_tool(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin").join(name);
+    assert!(path.exists(), "{} is missing: run `make tools` first", path.display());
+    path
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl World {
+    /// Like [`World::upload`], with S3's full-object SHA-256 checksum stored on the object.
+    pub async fn upload_with_checksum(&self, key: &str, content: &str) -> (String, String) {
+        let (bytes, sha) = zip(content);
+        let out = self
+            .s3
+            .put_object()
+            .bucket(ARTIFACT_BUCKET)
+            .key(key)
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+            .body(bytes.into())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("upload {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)));
+        (out.version_id().unwrap_or_default().to_string(), sha)
+    }
+
+    /// S3 GetObject calls (downloads) of one key through the AWS layer.
+    pub fn downloads(&self, key: &str) -> usize {
+        let log = self.testbed.aws().calls();
+        log.of("s3", "GetObject").filter(|c| c.params.get("Key").map(String::as_str) == Some(key)).count()
+    }
+
+    /// Kubernetes API requests the deployer made in this test's namespace.
+    pub fn deployer_kube_requests(&self) -> Vec<testbed::apiserver::RequestRecord> {
+        let requests = self.testbed.kube().requests().into_iter();
+        requests.filter(|r| r.user == "lambda-deployer" && r.namespace == self.namespace).collect()
+    }
+}

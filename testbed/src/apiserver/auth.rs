@@ -26,6 +26,18 @@ impl User {
 }
 
 pub(crate) const ADMIN_USER: &str = "kubernetes-admin";
+/// The only query parameters aws-iam-authenticator accepts in a token's URL.
+const ALLOWED_PARAMS: &[&str] = &[
+    "action",
+    "version",
+    "x-amz-algorithm",
+    "x-amz-credential",
+    "x-amz-date",
+    "x-amz-expires",
+    "x-amz-security-token",
+    "x-amz-signature",
+    "x-amz-signedheaders",
+];
 /// aws-iam-authenticator's limit on a token's age.
 const MAX_TOKEN_AGE_SECS: i64 = 15 * 60;
 
@@ -64,6 +76,9 @@ impl Authenticator {
         let (host, path_query) = rest.split_once('/').ok_or("no path")?;
         let query = path_query.strip_prefix('?').ok_or("path must be /")?;
         let params = parse_query(query)?;
+        if let Some(other) = params.keys().find(|k| !ALLOWED_PARAMS.contains(&k.to_ascii_lowercase().as_str())) {
+            return Err(format!("non-whitelisted query parameter {other:?}"));
+        }
         let p = |k: &str| params.get(k).map(String::as_str).ok_or(format!("missing {k}"));
         if p("Action")? != "GetCallerIdentity" {
             return Err("unexpected action".into());
@@ -108,8 +123,11 @@ impl Authenticator {
         }
         let identity = self.identities.iter().find(|i| i.access_key_id == access_key).ok_or("unknown access key")?;
 
-        let mut canonical_query: Vec<(String, String)> =
-            params.iter().filter(|(k, _)| *k != "X-Amz-Signature").map(|(k, v)| (uri_encode(k), uri_encode(v))).collect();
+        let mut canonical_query: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| *k != "X-Amz-Signature")
+            .map(|(k, v)| (uri_encode(k), uri_encode(v)))
+            .collect();
         canonical_query.sort();
         let canonical_query: Vec<String> = canonical_query.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
         let header_value = |h: &str| if h == "host" { host.to_string() } else { self.cluster_name.clone() };
@@ -232,15 +250,13 @@ pub(crate) fn authorize(store: &Store, user: &User, a: &Attributes) -> bool {
         let name = binding["roleRef"]["name"].as_str().unwrap_or_default();
         subject_matches(binding, user, ns) && role_rules(kind, name, ns).iter().any(|r| rule_allows(r, a))
     };
-    let cluster = store.objects.iter().filter(|((g, p, _, _), _)| g == rbac && p == "clusterrolebindings");
-    if cluster.into_iter().any(|(_, b)| grants(b, "")) {
+    if store.range(rbac, "clusterrolebindings").any(|(_, b)| grants(b, "")) {
         return true;
     }
     !a.namespace.is_empty()
         && store
-            .objects
-            .iter()
-            .filter(|((g, p, ns, _), _)| g == rbac && p == "rolebindings" && *ns == a.namespace)
+            .range(rbac, "rolebindings")
+            .filter(|((_, _, ns, _), _)| *ns == a.namespace)
             .any(|((_, _, ns, _), b)| grants(b, ns))
 }
 
@@ -251,8 +267,11 @@ pub(crate) fn forbidden_message(user: &User, a: &Attributes) -> String {
     let subject = if a.name.is_empty() { gr } else { format!("{gr} \"{}\"", a.name) };
     let resource =
         if a.subresource.is_empty() { a.resource.clone() } else { format!("{}/{}", a.resource, a.subresource) };
-    let scope =
-        if a.namespace.is_empty() { "at the cluster scope".to_string() } else { format!("in the namespace \"{}\"", a.namespace) };
+    let scope = if a.namespace.is_empty() {
+        "at the cluster scope".to_string()
+    } else {
+        format!("in the namespace \"{}\"", a.namespace)
+    };
     format!(
         "{subject} is forbidden: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}",
         user.name, a.verb, a.group

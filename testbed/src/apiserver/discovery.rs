@@ -48,8 +48,9 @@ pub(crate) fn group_list(store: &Store) -> Value {
     let groups: Vec<Value> = groups(store)
         .into_iter()
         .map(|(g, versions)| {
-            let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
-            let preferred = vs[0].clone();
+            let vs: Vec<Value> =
+                versions.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+            let preferred = vs.first().cloned().unwrap_or_default();
             json!({"name": g, "versions": vs, "preferredVersion": preferred})
         })
         .collect();
@@ -58,8 +59,10 @@ pub(crate) fn group_list(store: &Store) -> Value {
 
 pub(crate) fn group(store: &Store, name: &str) -> Option<Value> {
     let versions = groups(store).remove(name)?;
-    let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
-    Some(json!({"kind": "APIGroup", "apiVersion": "v1", "name": name, "versions": vs, "preferredVersion": vs[0]}))
+    let vs: Vec<Value> =
+        versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
+    let preferred = vs.first().cloned()?;
+    Some(json!({"kind": "APIGroup", "apiVersion": "v1", "name": name, "versions": vs, "preferredVersion": preferred}))
 }
 
 fn defs_of<'a>(store: &'a Store, group: &'a str, version: &'a str) -> impl Iterator<Item = &'a ResourceDef> {
@@ -122,7 +125,9 @@ fn schema_name(d: &ResourceDef) -> String {
     }
     let pkg = match d.group.as_str() {
         "" => "core".to_string(),
-        "apiextensions.k8s.io" => return format!("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.{}.{}", d.version, d.kind),
+        "apiextensions.k8s.io" => {
+            return format!("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.{}.{}", d.version, d.kind);
+        }
         g => g.split('.').next().unwrap_or(g).to_string(),
     };
     format!("io.k8s.api.{pkg}.{}.{}", d.version, d.kind)
@@ -211,13 +216,18 @@ pub(crate) fn openapi_doc(store: &Store, group: &str, version: &str) -> Option<V
         schemas.insert(name.clone(), kind_schema(d));
         let body_ref = json!({"schema": {"$ref": format!("#/components/schemas/{name}")}});
         // Strategic merge is not advertised, so for built-in kinds kubectl computes it from its compiled-in types.
-        let patch_types = ["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"];
+        let patch_types =
+            ["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"];
         let patch_body = json!({"content": patch_types.iter().map(|t| (t.to_string(), json!({"schema": {"type": "object"}}))).collect::<Map<_, _>>()});
         let json_body = json!({"content": {"application/json": body_ref.clone(), "application/yaml": body_ref}});
         let write_params = vec![query_param("dryRun"), query_param("fieldManager"), query_param("fieldValidation")];
         let mut patch_params = write_params.clone();
         patch_params.push(query_param("force"));
-        let base = if d.namespaced { format!("{prefix}/namespaces/{{namespace}}/{}", d.plural) } else { format!("{prefix}/{}", d.plural) };
+        let base = if d.namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{}", d.plural)
+        } else {
+            format!("{prefix}/{}", d.plural)
+        };
         let kind = &d.kind;
         paths.insert(
             base.clone(),

@@ -63,8 +63,12 @@ impl ApiError {
     }
 
     pub fn conflict(group: &str, plural: &str, name: &str, why: &str) -> Self {
-        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {} \"{name}\": {why}", group_resource(group, plural)))
-            .with_details(name, group, plural)
+        Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {} \"{name}\": {why}", group_resource(group, plural)),
+        )
+        .with_details(name, group, plural)
     }
 
     pub fn stale(group: &str, plural: &str, name: &str) -> Self {
@@ -102,7 +106,8 @@ impl ApiError {
         let gk = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
         let listed: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
         let joined = if listed.len() == 1 { listed[0].clone() } else { format!("[{}]", listed.join(", ")) };
-        let mut e = Self::new(422, "Invalid", format!("{gk} \"{name}\" is invalid: {joined}")).with_details(name, group, kind);
+        let mut e =
+            Self::new(422, "Invalid", format!("{gk} \"{name}\" is invalid: {joined}")).with_details(name, group, kind);
         if let Some(d) = e.details.as_mut() {
             d["causes"] = causes
                 .iter()

@@ -11,10 +11,11 @@ use super::auth::{self, Attributes, User};
 use super::errors::{ApiError, ApiResult, Cause};
 use super::managed::{self, Manager};
 use super::patch;
+use super::proto;
 use super::schema;
 use super::select::{FieldSelector, LabelSelector};
 use super::store::{Key, ResourceDef, Store, to_served, to_stored};
-use super::table;
+use super::table::{self, Shape};
 
 /// One resource request, parsed.
 pub(crate) struct Call<'a> {
@@ -111,12 +112,122 @@ fn validate_name(def: &ResourceDef, name: &str) -> Option<Cause> {
         return bad.then(|| invalid(format!("Invalid value: {name:?}: may not contain '/' or '%'")));
     }
     let (re, max, what) = if def.plural == "namespaces" && def.group.is_empty() {
-        (DNS_LABEL, 63, "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+        (
+            DNS_LABEL,
+            63,
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+        )
     } else {
-        (DNS_SUBDOMAIN, 253, "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+        (
+            DNS_SUBDOMAIN,
+            253,
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        )
     };
     let ok = name.len() <= max && regex::Regex::new(re).is_ok_and(|r| r.is_match(name));
     (!ok).then(|| invalid(format!("Invalid value: {name:?}: {what}")))
+}
+
+const LABEL_VALUE: &str = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
+const QUALIFIED_NAME: &str = r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$";
+
+/// Label keys and values, and annotation keys, as kube-apiserver checks them.
+fn validate_labels(meta: &Value) -> Vec<Cause> {
+    let (Ok(value_re), Ok(name_re), Ok(prefix_re)) =
+        (regex::Regex::new(LABEL_VALUE), regex::Regex::new(QUALIFIED_NAME), regex::Regex::new(DNS_SUBDOMAIN))
+    else {
+        return vec![];
+    };
+    let mut causes = vec![];
+    let mut bad = |field: &str, shown: &str, why: String| {
+        causes.push(Cause {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {shown:?}: {why}"),
+        })
+    };
+    for field in ["labels", "annotations"] {
+        let path = format!("metadata.{field}");
+        for (key, value) in meta[field].as_object().into_iter().flatten() {
+            let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key.as_str()));
+            if name.len() > 63 || !name_re.is_match(name) {
+                bad(&path, key, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into());
+            }
+            if key.contains('/') && (prefix.len() > 253 || !prefix_re.is_match(prefix)) {
+                bad(&path, key, "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character".into());
+            }
+            if field == "labels" {
+                let v = value.as_str().unwrap_or_default();
+                if v.len() > 63 {
+                    bad(&path, v, "must be no more than 63 characters".into());
+                } else if !value_re.is_match(v) {
+                    bad(&path, v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".into());
+                }
+            }
+        }
+    }
+    causes
+}
+
+/// kube-apiserver's checks on a new Event (`ValidateEventCreate`), on the served form of `def`'s version. events.k8s.io/v1
+/// requires the "new" fields; core/v1 checks them only when `eventTime` is set.
+fn validate_event(def: &ResourceDef, ev: &Value) -> Vec<Cause> {
+    let v1_api = def.group == "events.k8s.io";
+    let mut causes = vec![];
+    let required =
+        |field: &str| Cause { reason: "FieldValueRequired", field: field.into(), message: "Required value".into() };
+    let invalid = |field: &str, shown: &str, why: String| Cause {
+        reason: "FieldValueInvalid",
+        field: field.into(),
+        message: format!("Invalid value: {shown:?}: {why}"),
+    };
+    let text = |k: &str| ev[k].as_str().unwrap_or_default();
+    let has_time = !text("eventTime").is_empty();
+    let namespace = meta_str(ev, "namespace");
+    let involved_ns = ev[if v1_api { "regarding" } else { "involvedObject" }]["namespace"].as_str().unwrap_or_default();
+    if !has_time {
+        let defaultish = namespace.is_empty() || namespace == "default";
+        if (involved_ns.is_empty() && !defaultish) || (!involved_ns.is_empty() && involved_ns != namespace) {
+            causes.push(invalid("involvedObject.namespace", involved_ns, "does not match event.namespace".into()));
+        }
+    } else {
+        if involved_ns.is_empty() && namespace != "default" && namespace != "kube-system" {
+            causes.push(invalid("involvedObject.namespace", involved_ns, "does not match event.namespace".into()));
+        }
+        let controller_field = if v1_api { "reportingController" } else { "reportingComponent" };
+        if text(controller_field).is_empty() {
+            causes.push(required(controller_field));
+        }
+        for (field, limit) in [("reportingInstance", 128), ("action", 128), ("reason", 128)] {
+            if text(field).is_empty() {
+                causes.push(required(field));
+            } else if text(field).len() > limit {
+                causes.push(invalid(field, "", format!("can have at most {limit} characters")));
+            }
+        }
+        let note = if v1_api { "note" } else { "message" };
+        if text(note).len() > 1024 {
+            causes.push(invalid(note, "", "can have at most 1024 characters".into()));
+        }
+    }
+    if v1_api {
+        if !has_time {
+            causes.push(required("eventTime"));
+        }
+        let kind = text("type");
+        if kind != "Normal" && kind != "Warning" {
+            causes.push(invalid("type", "", format!("has invalid value: {kind}")));
+        }
+        for field in ["deprecatedFirstTimestamp", "deprecatedLastTimestamp", "deprecatedSource"] {
+            if ev.get(field).is_some_and(|v| !v.is_null() && *v != json!({})) {
+                causes.push(invalid(field, "", "needs to be unset".into()));
+            }
+        }
+        if ev["deprecatedCount"].as_i64().is_some_and(|c| c != 0) {
+            causes.push(invalid("deprecatedCount", "", "needs to be unset".into()));
+        }
+    }
+    causes
 }
 
 fn invalid(def: &ResourceDef, name: &str, causes: Vec<Cause>) -> ApiError {
@@ -169,7 +280,8 @@ fn generation_relevant(def: &ResourceDef, obj: &Value) -> Value {
 /// The CRD controller's work, done synchronously: defaults, checks and status (names accepted, established).
 fn prepare_crd(crd: &mut Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = vec![];
-    let required = |field: &str| Cause { reason: "FieldValueRequired", field: field.into(), message: "Required value".into() };
+    let required =
+        |field: &str| Cause { reason: "FieldValueRequired", field: field.into(), message: "Required value".into() };
     let spec = &crd["spec"];
     let group = spec["group"].as_str().unwrap_or_default().to_string();
     let plural = spec["names"]["plural"].as_str().unwrap_or_default().to_string();
@@ -213,7 +325,10 @@ fn prepare_crd(crd: &mut Value, old: Option<&Value>) -> Vec<Cause> {
         causes.push(Cause {
             reason: "FieldValueInvalid",
             field: "spec.versions".into(),
-            message: format!("Invalid value: {}: must have exactly one version marked as storage version", versions.len()),
+            message: format!(
+                "Invalid value: {}: must have exactly one version marked as storage version",
+                versions.len()
+            ),
         });
     }
     if !causes.is_empty() {
@@ -230,21 +345,26 @@ fn prepare_crd(crd: &mut Value, old: Option<&Value>) -> Vec<Cause> {
         crd["spec"]["conversion"] = json!({"strategy": "None"});
     }
     let accepted = crd["spec"]["names"].clone();
-    let now = now_string();
-    let mut stored: Vec<Value> = old.and_then(|o| o["status"]["storedVersions"].as_array().cloned()).unwrap_or_default();
+    let mut stored: Vec<Value> =
+        old.and_then(|o| o["status"]["storedVersions"].as_array().cloned()).unwrap_or_default();
     if let Some(s) = storage.first()
         && !stored.iter().any(|v| v == s)
     {
         stored.push((*s).into());
     }
-    crd["status"] = json!({
-        "acceptedNames": accepted,
-        "conditions": [
+    // Conditions keep their transition times across updates, so re-applying an unchanged CRD changes nothing.
+    let now = now_string();
+    let conditions = old.map(|o| o["status"]["conditions"].clone()).filter(|c| c.is_array()).unwrap_or_else(|| {
+        json!([
             {"type": "NamesAccepted", "status": "True", "lastTransitionTime": now, "reason": "NoConflicts",
              "message": "no conflicts found"},
             {"type": "Established", "status": "True", "lastTransitionTime": now, "reason": "InitialNamesAccepted",
              "message": "the initial names have been accepted"},
-        ],
+        ])
+    });
+    crd["status"] = json!({
+        "acceptedNames": accepted,
+        "conditions": conditions,
         "storedVersions": stored,
     });
     vec![]
@@ -258,7 +378,14 @@ enum Managed {
 }
 
 /// The common write path. `old`/`new` are in served form.
-fn commit(store: &mut Store, call: &Call, old: Option<Value>, mut new: Value, managed: Managed, require_rv: bool) -> ApiResult<Reply> {
+fn commit(
+    store: &mut Store,
+    call: &Call,
+    old: Option<Value>,
+    mut new: Value,
+    managed: Managed,
+    require_rv: bool,
+) -> ApiResult<Reply> {
     let def = call.def.clone();
     check_type(&def, &mut new)?;
     let mut warnings = vec![];
@@ -278,7 +405,8 @@ fn commit(store: &mut Store, call: &Call, old: Option<Value>, mut new: Value, ma
                 }],
             ));
         }
-        let suffix: String = (0..5).map(|_| fastrand::choice(b"bcdfghjklmnpqrstvwxz2456789").map_or('x', |c| *c as char)).collect();
+        let suffix: String =
+            (0..5).map(|_| fastrand::choice(b"bcdfghjklmnpqrstvwxz2456789").map_or('x', |c| *c as char)).collect();
         name = format!("{prefix}{suffix}");
         new["metadata"]["name"] = name.clone().into();
     }
@@ -361,7 +489,14 @@ fn commit(store: &mut Store, call: &Call, old: Option<Value>, mut new: Value, ma
             }
         }
         let meta = &mut new["metadata"];
-        for f in ["uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"] {
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+        ] {
             match o["metadata"].get(f) {
                 Some(v) => meta[f] = v.clone(),
                 None => {
@@ -379,7 +514,14 @@ fn commit(store: &mut Store, call: &Call, old: Option<Value>, mut new: Value, ma
             m.remove("status");
         }
         if let Some(m) = new["metadata"].as_object_mut() {
-            for f in ["uid", "resourceVersion", "generation", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"] {
+            for f in [
+                "uid",
+                "resourceVersion",
+                "generation",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "managedFields",
+            ] {
                 m.remove(f);
             }
         }
@@ -398,8 +540,18 @@ fn commit(store: &mut Store, call: &Call, old: Option<Value>, mut new: Value, ma
     {
         causes.push(c);
     }
+    let labels_changed = old.as_ref().is_none_or(|o| {
+        o["metadata"]["labels"] != new["metadata"]["labels"]
+            || o["metadata"]["annotations"] != new["metadata"]["annotations"]
+    });
+    if labels_changed {
+        causes.extend(validate_labels(&new["metadata"]));
+    }
     if def.group == "apiextensions.k8s.io" && call.subresource.is_empty() {
         causes.extend(prepare_crd(&mut new, old.as_ref()));
+    }
+    if def.is_event() && old.is_none() {
+        causes.extend(validate_event(&def, &new));
     }
     if let Some(schema) = &schema_root {
         schema::apply_defaults(schema, &mut new);
@@ -407,9 +559,7 @@ fn commit(store: &mut Store, call: &Call, old: Option<Value>, mut new: Value, ma
         causes.extend(
             issues
                 .into_iter()
-                .filter(|i| {
-                    old.as_ref().is_none_or(|o| schema::lookup(o, &i.path) != schema::lookup(&new, &i.path))
-                })
+                .filter(|i| old.as_ref().is_none_or(|o| schema::lookup(o, &i.path) != schema::lookup(&new, &i.path)))
                 .map(|i| i.cause),
         );
     }
@@ -457,7 +607,9 @@ fn commit(store: &mut Store, call: &Call, old: Option<Value>, mut new: Value, ma
             return finish_delete(store, call, &key, new);
         }
     } else {
-        if def.namespaced && !store.objects.contains_key(&(String::new(), "namespaces".into(), String::new(), call.namespace.clone())) {
+        if def.namespaced
+            && !store.objects.contains_key(&(String::new(), "namespaces".into(), String::new(), call.namespace.clone()))
+        {
             return Err(ApiError::not_found("", "namespaces", &call.namespace));
         }
         if store.objects.contains_key(&key) {
@@ -521,12 +673,16 @@ fn current(store: &Store, call: &Call) -> ApiResult<Value> {
 
 pub(crate) fn get(store: &Store, call: &Call) -> ApiResult<Reply> {
     let obj = current(store, call)?;
-    if table::wants_table(call.accept) {
-        let stored = store.objects.get(&call.key(&call.name)).cloned().unwrap_or_default();
-        let meta = json!({"resourceVersion": meta_str(&obj, "resourceVersion")});
-        return Ok(reply(200, table::table(&call.def, &[stored], &[obj], meta, call.q("includeObject").unwrap_or("Metadata"))));
-    }
-    Ok(reply(200, obj))
+    let body = match table::shape(call.accept) {
+        Shape::Table => {
+            let stored = store.objects.get(&call.key(&call.name)).cloned().unwrap_or_default();
+            let meta = json!({"resourceVersion": meta_str(&obj, "resourceVersion")});
+            table::table(&call.def, &[stored], &[obj], meta, call.q("includeObject").unwrap_or("Metadata"))
+        }
+        Shape::Metadata => table::partial(&obj),
+        Shape::Object => obj,
+    };
+    Ok(reply(200, body))
 }
 
 pub(crate) fn selectors(call: &Call) -> ApiResult<(LabelSelector, FieldSelector)> {
@@ -541,7 +697,11 @@ fn encode_continue(key: &Key, rv: u64) -> String {
 }
 
 fn decode_continue(token: &str) -> ApiResult<(String, String)> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     Ok((v["ns"].as_str().ok_or_else(bad)?.to_string(), v["name"].as_str().ok_or_else(bad)?.to_string()))
@@ -580,24 +740,58 @@ pub(crate) fn list(store: &Store, call: &Call) -> ApiResult<Reply> {
     }
     let stored: Vec<Value> = items.iter().map(|(_, o)| (*o).clone()).collect();
     let served: Vec<Value> = stored.iter().map(|o| to_served(&call.def, o.clone())).collect();
-    if table::wants_table(call.accept) {
-        return Ok(reply(200, table::table(&call.def, &stored, &served, meta, call.q("includeObject").unwrap_or("Metadata"))));
-    }
-    Ok(reply(
-        200,
-        json!({
+    let body = match table::shape(call.accept) {
+        Shape::Table => table::table(&call.def, &stored, &served, meta, call.q("includeObject").unwrap_or("Metadata")),
+        Shape::Metadata => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": meta,
+            "items": served.iter().map(table::partial).collect::<Vec<_>>(),
+        }),
+        Shape::Object => json!({
             "kind": call.def.list_kind,
             "apiVersion": call.def.api_version(),
             "metadata": meta,
             "items": served,
         }),
-    ))
+    };
+    Ok(reply(200, body))
+}
+
+/// A create/update body: JSON, YAML, or the protobuf kubectl's typed clients send.
+fn decode_body(call: &Call) -> ApiResult<Value> {
+    match call.content_type.split(';').next().unwrap_or_default().trim() {
+        "" | "application/json" => parse_json(call.body),
+        "application/yaml" => {
+            std::str::from_utf8(call.body).map_err(|_| ApiError::bad_request("request body is not UTF-8")).and_then(
+                |t| serde_saphyr::from_str(t).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}"))),
+            )
+        }
+        "application/vnd.kubernetes.protobuf" => {
+            proto::decode(call.body).map_err(|e| ApiError::new(415, "UnsupportedMediaType", e))
+        }
+        other => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format ({other}) - accepted media types include: \
+                 application/json, application/yaml, application/vnd.kubernetes.protobuf"
+            ),
+        )),
+    }
 }
 
 pub(crate) fn create(store: &mut Store, call: &Call) -> ApiResult<Reply> {
-    let mut body = parse_json(call.body)?;
-    if call.def.plural == "selfsubjectaccessreviews" {
-        return Ok(access_review(store, call, body));
+    let mut body = decode_body(call)?;
+    match call.def.plural.as_str() {
+        "selfsubjectaccessreviews" => return Ok(access_review(store, call, body)),
+        "selfsubjectreviews" => {
+            body["status"] = json!({"userInfo": {"username": call.user.name, "groups": call.user.groups}});
+            body["apiVersion"] = call.def.api_version().into();
+            body["kind"] = call.def.kind.clone().into();
+            return Ok(reply(201, body));
+        }
+        _ => {}
     }
     check_type(&call.def, &mut body)?;
     let body = to_served(&call.def, to_stored(&call.def, body));
@@ -605,7 +799,7 @@ pub(crate) fn create(store: &mut Store, call: &Call) -> ApiResult<Reply> {
 }
 
 pub(crate) fn update(store: &mut Store, call: &Call) -> ApiResult<Reply> {
-    let mut body = parse_json(call.body)?;
+    let mut body = decode_body(call)?;
     check_type(&call.def, &mut body)?;
     let old = current(store, call)?;
     commit(store, call, Some(old), body, Managed::Update(call.update_manager()), true)
@@ -669,15 +863,26 @@ fn apply(store: &mut Store, call: &Call) -> ApiResult<Reply> {
     commit(store, call, old, merged, Managed::Precomputed, false)
 }
 
+/// Namespaces kube-apiserver refuses to delete.
+const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
 pub(crate) fn delete(store: &mut Store, call: &Call) -> ApiResult<Reply> {
     let obj = current(store, call)?;
+    if call.def.group.is_empty() && call.def.plural == "namespaces" && IMMORTAL_NAMESPACES.contains(&call.name.as_str())
+    {
+        let message = format!("namespaces \"{}\" is forbidden: this namespace may not be deleted", call.name);
+        return Err(ApiError::forbidden(message, "", "namespaces", &call.name));
+    }
     if !call.body.is_empty() {
         let opts = parse_json(call.body)?;
         let pre = &opts["preconditions"];
         if let Some(uid) = pre["uid"].as_str()
             && uid != meta_str(&obj, "uid")
         {
-            let why = format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta_str(&obj, "uid"));
+            let why = format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                meta_str(&obj, "uid")
+            );
             return Err(ApiError::conflict(&call.def.group, &call.def.plural, &call.name, &why));
         }
         if let Some(rv) = pre["resourceVersion"].as_str()
@@ -797,7 +1002,10 @@ pub(crate) fn insert_raw(store: &mut Store, mut obj: Value) -> Result<Value, Str
     let old = store.objects.get(&key).cloned();
     let meta = &mut obj["metadata"];
     if meta["uid"].is_null() {
-        meta["uid"] = old.as_ref().map(|o| o["metadata"]["uid"].clone()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string().into());
+        meta["uid"] = old
+            .as_ref()
+            .map(|o| o["metadata"]["uid"].clone())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string().into());
     }
     if meta["creationTimestamp"].is_null() {
         meta["creationTimestamp"] = now_string().into();

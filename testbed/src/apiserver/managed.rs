@@ -70,7 +70,8 @@ fn to_fields_v1(set: &FieldSet) -> Value {
         let mut cur = &mut root;
         for k in path {
             let entry = cur.entry(format!("f:{k}")).or_insert_with(|| json!({}));
-            cur = entry.as_object_mut().expect("fieldsV1 nodes are objects");
+            let Value::Object(next) = entry else { break };
+            cur = next;
         }
     }
     // A path that has children and is itself owned gets the "." marker.
@@ -96,10 +97,8 @@ fn to_fields_v1(set: &FieldSet) -> Value {
 fn from_fields_v1(v: &Value) -> FieldSet {
     fn walk(v: &Value, path: &mut Path, set: &mut FieldSet) {
         let Some(m) = v.as_object() else { return };
-        if m.is_empty() || m.contains_key(".") {
-            if !path.is_empty() {
-                set.insert(path.clone());
-            }
+        if (m.is_empty() || m.contains_key(".")) && !path.is_empty() {
+            set.insert(path.clone());
         }
         for (k, cv) in m {
             if let Some(name) = k.strip_prefix("f:") {
@@ -190,7 +189,8 @@ pub(crate) fn record_update(old: Option<&Value>, new: &mut Value, m: &Manager) {
         for e in &mut list {
             e.fields.retain(|p| !touched.contains(p));
         }
-        match list.iter_mut().find(|e| e.manager == m.name && e.operation == "Update" && e.subresource == m.subresource) {
+        match list.iter_mut().find(|e| e.manager == m.name && e.operation == "Update" && e.subresource == m.subresource)
+        {
             Some(e) => {
                 e.fields.extend(touched);
                 e.time = m.now.into();

@@ -8,12 +8,14 @@ mod errors;
 mod handlers;
 mod managed;
 mod patch;
+mod proto;
 mod schema;
 mod select;
 mod server;
 mod store;
 mod table;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -144,7 +146,7 @@ impl KubeFault {
 
     fn matches(&self, r: &RequestRecord) -> bool {
         let opt = |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| w == got);
-        (self.verbs.is_empty() || self.verbs.iter().any(|v| *v == r.verb))
+        (self.verbs.is_empty() || self.verbs.contains(&r.verb))
             && opt(&self.resource, &r.resource)
             && opt(&self.subresource, &r.subresource)
             && opt(&self.namespace, &r.namespace)
@@ -211,7 +213,8 @@ fn tls_config() -> std::io::Result<(rustls::ServerConfig, String)> {
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
     let key = rcgen::KeyPair::generate().map_err(err)?;
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).map_err(err)?;
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).map_err(err)?;
     params.distinguished_name.push(rcgen::DnType::CommonName, "kube-apiserver");
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let cert = params.signed_by(&key, &issuer).map_err(err)?;
@@ -253,7 +256,7 @@ impl ApiServer {
                 identities: opts.identities,
                 access_entries: opts.access_entries,
             },
-            requests: Mutex::new(vec![]),
+            requests: Mutex::new(VecDeque::new()),
             faults: Mutex::new(vec![]),
             server_address: addr.to_string(),
         });
@@ -308,9 +311,9 @@ impl ApiServer {
         std::fs::write(dir.join("kube.url"), format!("{}\n", self.url))
     }
 
-    /// Every request served, in order.
+    /// Every request served, in order (the most recent 200,000).
     pub fn requests(&self) -> Vec<RequestRecord> {
-        lock(&self.shared.requests).clone()
+        lock(&self.shared.requests).iter().cloned().collect()
     }
 
     pub fn clear_requests(&self) {

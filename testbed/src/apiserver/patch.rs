@@ -156,9 +156,13 @@ pub(crate) fn json_patch(doc: &mut Value, patch: &Value) -> ApiResult<()> {
     let ops = patch.as_array().ok_or_else(|| ApiError::bad_request("json patch must be an array of operations"))?;
     for op in ops {
         let kind = op["op"].as_str().ok_or_else(|| ApiError::bad_request("json patch operation without \"op\""))?;
-        let path = op["path"].as_str().ok_or_else(|| ApiError::bad_request(format!("{kind} operation without \"path\"")))?;
-        let value = || op.get("value").cloned().ok_or_else(|| ApiError::bad_request(format!("{kind} operation without \"value\"")));
-        let from = || op["from"].as_str().ok_or_else(|| ApiError::bad_request(format!("{kind} operation without \"from\"")));
+        let path =
+            op["path"].as_str().ok_or_else(|| ApiError::bad_request(format!("{kind} operation without \"path\"")))?;
+        let value = || {
+            op.get("value").cloned().ok_or_else(|| ApiError::bad_request(format!("{kind} operation without \"value\"")))
+        };
+        let from =
+            || op["from"].as_str().ok_or_else(|| ApiError::bad_request(format!("{kind} operation without \"from\"")));
         match kind {
             "add" => add(doc, path, value()?)?,
             "remove" => {
@@ -178,9 +182,9 @@ pub(crate) fn json_patch(doc: &mut Value, patch: &Value) -> ApiResult<()> {
                 add(doc, path, v)?;
             }
             "copy" => {
-                let v = get(doc, from()?)?
-                    .cloned()
-                    .ok_or_else(|| unprocessable(format!("copy operation does not apply: doc is missing from path: {path}")))?;
+                let v = get(doc, from()?)?.cloned().ok_or_else(|| {
+                    unprocessable(format!("copy operation does not apply: doc is missing from path: {path}"))
+                })?;
                 add(doc, path, v)?;
             }
             "test" => {

@@ -69,18 +69,14 @@ fn preserves(schema: &Value) -> bool {
 pub(crate) fn prune(schema: &Value, obj: &mut Value) -> Vec<String> {
     let mut dropped = vec![];
     if let Some(m) = obj.as_object_mut() {
-        for (k, v) in m.iter_mut() {
-            if k == "metadata" {
-                if let Some(meta) = v.as_object_mut() {
-                    meta.retain(|mk, _| {
-                        let known = OBJECT_META_FIELDS.contains(&mk.as_str());
-                        if !known {
-                            dropped.push(format!("metadata.{mk}"));
-                        }
-                        known
-                    });
+        if let Some(meta) = m.get_mut("metadata").and_then(|v| v.as_object_mut()) {
+            meta.retain(|mk, _| {
+                let known = OBJECT_META_FIELDS.contains(&mk.as_str());
+                if !known {
+                    dropped.push(format!("metadata.{mk}"));
                 }
-            }
+                known
+            });
         }
         let props = schema["properties"].as_object();
         m.retain(|k, v| {
@@ -268,7 +264,11 @@ fn validate_value(schema: &Value, v: &Value, path: &[Seg], issues: &mut Vec<Issu
             issues.push(issue(
                 path,
                 "FieldValueTypeInvalid",
-                format!("Invalid value: \"{}\": {p} in body must be of type int-or-string: \"{}\"", json_type(v), json_type(v)),
+                format!(
+                    "Invalid value: \"{}\": {p} in body must be of type int-or-string: \"{}\"",
+                    json_type(v),
+                    json_type(v)
+                ),
             ));
             return;
         }
@@ -372,7 +372,9 @@ fn validate_string(schema: &Value, s: &str, v: &Value, path: &[Seg], p: &str, is
                 format!("Invalid value: {}: {p} in body should match '{pattern}'", show(v)),
             )),
             Ok(_) => {}
-            Err(_) => issues.push(issue(path, "FieldValueInvalid", format!("schema pattern '{pattern}' does not compile"))),
+            Err(_) => {
+                issues.push(issue(path, "FieldValueInvalid", format!("schema pattern '{pattern}' does not compile")))
+            }
         }
     }
     if schema["format"].as_str() == Some("date-time") && s.parse::<jiff::Timestamp>().is_err() {
@@ -433,7 +435,11 @@ fn combinators(schema: &Value, v: &Value, path: &[Seg], p: &str, issues: &mut Ve
     if let Some(any) = schema["anyOf"].as_array()
         && !any.iter().any(passes)
     {
-        issues.push(issue(path, "FieldValueInvalid", format!("Invalid value: {}: {p} in body must match anyOf", show(v))));
+        issues.push(issue(
+            path,
+            "FieldValueInvalid",
+            format!("Invalid value: {}: {p} in body must match anyOf", show(v)),
+        ));
     }
     if let Some(one) = schema["oneOf"].as_array()
         && one.iter().filter(|s| passes(s)).count() != 1
@@ -447,6 +453,10 @@ fn combinators(schema: &Value, v: &Value, path: &[Seg], p: &str, issues: &mut Ve
     if let Some(not) = schema.get("not").filter(|s| s.is_object())
         && passes(not)
     {
-        issues.push(issue(path, "FieldValueInvalid", format!("Invalid value: {}: {p} in body should not match", show(v))));
+        issues.push(issue(
+            path,
+            "FieldValueInvalid",
+            format!("Invalid value: {}: {p} in body should not match", show(v)),
+        ));
     }
 }

@@ -43,11 +43,10 @@ fn split_top(s: &str) -> Vec<String> {
 }
 
 fn set_values(rest: &str, req: &str) -> ApiResult<Vec<String>> {
-    let inner = rest
-        .trim()
-        .strip_prefix('(')
-        .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| ApiError::bad_request(format!("unable to parse requirement: found '{req}', expected: '('")))?;
+    let inner =
+        rest.trim().strip_prefix('(').and_then(|r| r.strip_suffix(')')).ok_or_else(|| {
+            ApiError::bad_request(format!("unable to parse requirement: found '{req}', expected: '('"))
+        })?;
     Ok(inner.split(',').map(|v| v.trim().to_string()).collect())
 }
 
@@ -262,8 +261,11 @@ fn parse_path(expr: &str) -> Option<Vec<Step>> {
 }
 
 fn parse_filter(f: &str) -> Option<Step> {
-    let (lhs, eq, rhs) =
-        if let Some((l, r)) = f.split_once("!=") { (l, false, r) } else { f.split_once("==").map(|(l, r)| (l, true, r))? };
+    let (lhs, eq, rhs) = if let Some((l, r)) = f.split_once("!=") {
+        (l, false, r)
+    } else {
+        f.split_once("==").map(|(l, r)| (l, true, r))?
+    };
     let path = lhs.trim().strip_prefix("@.")?.split('.').map(String::from).collect();
     let rhs = rhs.trim();
     let value = if let Some(s) = rhs.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {

@@ -1,6 +1,6 @@
 //! HTTPS serving, routing, authentication/authorization, scripted faults, the request log and watch streams.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -17,6 +17,7 @@ use super::errors::{ApiError, ApiResult};
 use super::handlers::{self, Call, Reply};
 use super::select::{FieldSelector, LabelSelector};
 use super::store::{ResourceDef, Store, WatchEvent, to_served};
+use super::table::{self, Shape};
 use super::{ActiveFault, KubeFault, RequestRecord, discovery};
 
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
@@ -26,11 +27,13 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 /// Longest a watch stays open (kube-apiserver's default minimum request timeout is 30 min).
 const MAX_WATCH_SECS: u64 = 1800;
 const BOOKMARK_EVERY: Duration = Duration::from_secs(2);
+/// The request log keeps this many most recent requests (bounded memory for soak runs).
+const MAX_LOGGED: usize = 200_000;
 
 pub(crate) struct Shared {
     pub store: Mutex<Store>,
     pub auth: Authenticator,
-    pub requests: Mutex<Vec<RequestRecord>>,
+    pub requests: Mutex<VecDeque<RequestRecord>>,
     pub faults: Mutex<Vec<ActiveFault>>,
     pub server_address: String,
 }
@@ -131,7 +134,8 @@ fn parse_query(q: &str) -> HashMap<String, String> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let dec =
+                |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
             (dec(k), dec(v))
         })
         .collect()
@@ -143,33 +147,31 @@ fn verb_for(method: &Method, rp: &ResourcePath, query: &HashMap<String, String>)
         ("GET", true) if watch => "watch",
         ("GET", true) => "list",
         ("GET", false) => "get",
-        ("POST", _) => "create",
-        ("PUT", _) => "update",
-        ("PATCH", _) => "patch",
+        ("POST", true) => "create",
+        ("PUT", false) => "update",
+        ("PATCH", false) => "patch",
         ("DELETE", true) => "deletecollection",
         ("DELETE", false) => "delete",
         _ => "",
     }
 }
 
-fn header<'a>(req: &'a Request<Incoming>, name: &str) -> &'a str {
-    req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
-}
-
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let raw_query = req.uri().query().unwrap_or_default().to_string();
+    let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_string();
+    let raw_query = parts.uri.query().unwrap_or_default().to_string();
     let query = parse_query(&raw_query);
-    let auth_header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(String::from);
-    let accept = header(&req, "accept").to_string();
-    let content_type = header(&req, "content-type").to_string();
-    let user_agent = header(&req, "user-agent").to_string();
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let (accept, content_type, user_agent) = (header("accept"), header("content-type"), header("user-agent"));
+    let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return error_response(&ApiError::new(413, "RequestEntityTooLarge", "request body too large")),
     };
-    let user = shared.auth.authenticate(auth_header.as_deref(), jiff::Timestamp::now());
+    let user = shared
+        .auth
+        .authenticate(parts.headers.get("authorization").and_then(|v| v.to_str().ok()), jiff::Timestamp::now());
+    let impersonated = impersonation(&parts.headers);
     let route = route(&path);
 
     if let Route::Control(what) = &route {
@@ -203,15 +205,47 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     let response = match (&user, &route) {
         (_, Route::Version | Route::Health) => Ok(respond_plain(&route)),
         (None, _) => Err(ApiError::unauthorized()),
+        (Some(user), _) if impersonated.is_some() && !user.is_admin() => {
+            let as_user = impersonated.as_ref().map(|u| u.name.as_str()).unwrap_or_default();
+            let message = format!(
+                "users \"{as_user}\" is forbidden: User \"{}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
+                user.name
+            );
+            Err(ApiError::forbidden(message, "", "users", as_user))
+        }
         (Some(user), _) => {
-            let ctx = Ctx { method: &method, query: &query, accept: &accept, content_type: &content_type, user_agent: &user_agent, body: &body };
+            // Admins may act as someone else (kubectl --as/--as-group), which is how RBAC is checked by hand.
+            let user = impersonated.as_ref().unwrap_or(user);
+            record.user = user.name.clone();
+            let ctx = Ctx {
+                method: &method,
+                query: &query,
+                accept: &accept,
+                content_type: &content_type,
+                user_agent: &user_agent,
+                body: &body,
+            };
             serve(&shared, user, &route, rp.as_ref(), &record, ctx).await
         }
     };
     let response = response.unwrap_or_else(|e| error_response(&e));
     record.status = response.status().as_u16();
-    lock(&shared.requests).push(record);
+    let mut log = lock(&shared.requests);
+    if log.len() >= MAX_LOGGED {
+        log.pop_front();
+    }
+    log.push_back(record);
+    drop(log);
     response
+}
+
+/// `Impersonate-User` / `Impersonate-Group` headers, as a user.
+fn impersonation(headers: &http::HeaderMap) -> Option<User> {
+    let name = headers.get("impersonate-user")?.to_str().ok()?.to_string();
+    let mut groups: Vec<String> =
+        headers.get_all("impersonate-group").iter().filter_map(|g| g.to_str().ok()).map(String::from).collect();
+    groups.push("system:authenticated".into());
+    Some(User { name, groups })
 }
 
 fn respond_plain(route: &Route) -> Response<Body> {
@@ -260,6 +294,9 @@ async fn serve(
         };
         return doc.map(|d| json_response(200, &d, &[])).ok_or_else(ApiError::not_found_path);
     };
+    if record.verb.is_empty() {
+        return Err(ApiError::method_not_allowed());
+    }
     let attrs = Attributes {
         verb: record.verb.clone(),
         group: rp.group.clone(),
@@ -282,7 +319,7 @@ async fn serve(
         return Err(ApiError::method_not_allowed());
     }
     if record.verb == "watch" {
-        return watch(shared, def, rp, ctx.query);
+        return watch(shared, def, rp, ctx.query, ctx.accept);
     }
     let call = Call {
         def,
@@ -312,8 +349,10 @@ async fn serve(
 
 /// Namespaced resources need a namespace for single objects; cluster-scoped ones must not have one.
 fn check_scope(def: &ResourceDef, rp: &ResourcePath) -> ApiResult<()> {
-    let bad_sub = !rp.subresource.is_empty() && !(rp.subresource == "status" && def.status_subresource);
-    let bad_scope = if def.namespaced { !rp.name.is_empty() && rp.namespace.is_empty() } else { !rp.namespace.is_empty() };
+    let status_ok = rp.subresource == "status" && def.status_subresource;
+    let bad_sub = !(rp.subresource.is_empty() || status_ok);
+    let bad_scope =
+        if def.namespaced { !rp.name.is_empty() && rp.namespace.is_empty() } else { !rp.namespace.is_empty() };
     if bad_sub || bad_scope { Err(ApiError::not_found_path()) } else { Ok(()) }
 }
 
@@ -366,17 +405,34 @@ fn control(shared: &Shared, method: &Method, what: &str, body: &Bytes) -> Respon
 /// What a watcher wants to see.
 struct WatchFilter {
     def: Arc<ResourceDef>,
+    shape: Shape,
+    include: String,
     namespace: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
 }
 
 impl WatchFilter {
-    fn wants(&self, ev: &WatchEvent) -> bool {
-        ev.storage == self.def.storage
-            && self.namespace.as_ref().is_none_or(|ns| *ns == ev.namespace)
-            && self.labels.matches(&ev.object)
-            && self.fields.matches(&ev.object)
+    fn selects(&self, obj: &Value) -> bool {
+        self.labels.matches(obj) && self.fields.matches(obj)
+    }
+
+    /// The event this watcher sees, if any: a modification that moves an object into (out of) the selection is ADDED
+    /// (DELETED), as kube-apiserver's watch cache reports it.
+    fn event(&self, ev: &WatchEvent) -> Option<Bytes> {
+        if ev.storage != self.def.storage || self.namespace.as_ref().is_some_and(|ns| *ns != ev.namespace) {
+            return None;
+        }
+        let now = self.selects(&ev.object);
+        let before = ev.previous.as_ref().is_some_and(|p| self.selects(p));
+        let kind = match (ev.kind, before, now) {
+            ("MODIFIED", false, true) => "ADDED",
+            ("MODIFIED", true, false) => "DELETED",
+            ("MODIFIED", false, false) => return None,
+            (kind, _, true) => kind,
+            _ => return None,
+        };
+        Some(self.line(kind, self.render(&ev.object)))
     }
 
     fn line(&self, kind: &str, object: Value) -> Bytes {
@@ -385,8 +441,17 @@ impl WatchFilter {
         Bytes::from(line)
     }
 
-    fn event(&self, ev: &WatchEvent) -> Bytes {
-        self.line(ev.kind, to_served(&self.def, ev.object.clone()))
+    /// A stored object as the watcher asked for it (object, one-row Table, or metadata only).
+    fn render(&self, stored: &Value) -> Value {
+        let served = to_served(&self.def, stored.clone());
+        match self.shape {
+            Shape::Object => served,
+            Shape::Metadata => table::partial(&served),
+            Shape::Table => {
+                let meta = json!({"resourceVersion": served["metadata"]["resourceVersion"]});
+                table::table(&self.def, std::slice::from_ref(stored), &[served], meta, &self.include)
+            }
+        }
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -403,13 +468,21 @@ impl WatchFilter {
 }
 
 /// `?watch=1`: replays history after `resourceVersion` (or the current objects as ADDED), then streams live events.
-fn watch(shared: &Shared, def: Arc<ResourceDef>, rp: &ResourcePath, query: &HashMap<String, String>) -> ApiResult<Response<Body>> {
+fn watch(
+    shared: &Shared,
+    def: Arc<ResourceDef>,
+    rp: &ResourcePath,
+    query: &HashMap<String, String>,
+    accept: &str,
+) -> ApiResult<Response<Body>> {
     let q = |k: &str| query.get(k).map(String::as_str);
     let filter = WatchFilter {
         labels: LabelSelector::parse(q("labelSelector").unwrap_or_default())?,
         fields: FieldSelector::parse(q("fieldSelector").unwrap_or_default(), &def)?,
         namespace: (def.namespaced && !rp.namespace.is_empty()).then(|| rp.namespace.clone()),
         def,
+        shape: table::shape(accept),
+        include: q("includeObject").unwrap_or("Metadata").to_string(),
     };
     let bookmarks = q("allowWatchBookmarks") == Some("true");
     let send_initial = q("sendInitialEvents") == Some("true");
@@ -426,8 +499,8 @@ fn watch(shared: &Shared, def: Arc<ResourceDef>, rp: &ResourcePath, query: &Hash
         let current = store.current_rv();
         if from == 0 || send_initial {
             for (_, obj) in store.scan(&filter.def, filter.namespace.as_deref()) {
-                if filter.labels.matches(obj) && filter.fields.matches(obj) {
-                    initial.push(filter.line("ADDED", to_served(&filter.def, obj.clone())));
+                if filter.selects(obj) {
+                    initial.push(filter.line("ADDED", filter.render(obj)));
                 }
             }
             if send_initial && bookmarks {
@@ -435,8 +508,10 @@ fn watch(shared: &Shared, def: Arc<ResourceDef>, rp: &ResourcePath, query: &Hash
             }
         } else {
             match store.events_since(from) {
-                Some(events) => initial.extend(events.iter().filter(|e| filter.wants(e)).map(|e| filter.event(e))),
-                None => initial.push(filter.gone(format!("too old resource version: {from} ({})", store.compacted() + 1))),
+                Some(events) => initial.extend(events.iter().filter_map(|e| filter.event(e))),
+                None => {
+                    initial.push(filter.gone(format!("too old resource version: {from} ({})", store.compacted() + 1)))
+                }
             }
         }
         let expired = from != 0 && !send_initial && store.events_since(from).is_none();
@@ -463,8 +538,10 @@ fn watch(shared: &Shared, def: Arc<ResourceDef>, rp: &ResourcePath, query: &Hash
                     Ok(ev) if ev.rv <= last_rv => continue,
                     Ok(ev) => {
                         last_rv = ev.rv;
-                        if !filter.wants(&ev) { continue; }
-                        filter.event(&ev)
+                        match filter.event(&ev) {
+                            Some(line) => line,
+                            None => continue,
+                        }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         let _ = tx.send(filter.gone(format!("too old resource version: {last_rv}"))).await;

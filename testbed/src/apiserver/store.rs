@@ -39,7 +39,7 @@ pub(crate) struct Custom {
     pub selectable_fields: Vec<String>,
 }
 
-const ALL_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 const CREATE_ONLY: &[&str] = &["create"];
 
 impl ResourceDef {
@@ -85,8 +85,11 @@ pub(crate) fn builtin_defs() -> Vec<ResourceDef> {
     );
     crd.status_subresource = true;
     crd.categories = vec!["api-extensions".into()];
-    let mut ssar = ResourceDef::builtin("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview", false, &[]);
+    let mut ssar =
+        ResourceDef::builtin("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview", false, &[]);
     ssar.verbs = CREATE_ONLY;
+    let mut ssr = ResourceDef::builtin("authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview", false, &[]);
+    ssr.verbs = CREATE_ONLY;
     vec![
         ns,
         ResourceDef::builtin("", "events", "Event", true, &["ev"]),
@@ -99,6 +102,7 @@ pub(crate) fn builtin_defs() -> Vec<ResourceDef> {
         ResourceDef::builtin(RBAC, "clusterrolebindings", "ClusterRoleBinding", false, &[]),
         crd,
         ssar,
+        ssr,
     ]
 }
 
@@ -163,6 +167,8 @@ pub(crate) struct WatchEvent {
     pub rv: u64,
     /// Stored form (storage version).
     pub object: Value,
+    /// The object before a MODIFIED change (so selector watches can see objects enter and leave).
+    pub previous: Option<Value>,
 }
 
 pub(crate) struct Store {
@@ -178,23 +184,48 @@ pub(crate) struct Store {
 impl Store {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(1024);
-        let mut s = Store {
-            rv: 0,
-            objects: BTreeMap::new(),
-            defs: vec![],
-            history: VecDeque::new(),
-            compacted: 0,
-            tx,
-        };
+        let mut s = Store { rv: 0, objects: BTreeMap::new(), defs: vec![], history: VecDeque::new(), compacted: 0, tx };
         s.rebuild_defs();
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-            let obj = super::handlers::new_namespace(obj);
-            let rv = s.next_rv();
-            let obj = super::handlers::stamp_new(obj, rv, false);
-            s.save(("".into(), "namespaces".into(), String::new(), ns.into()), obj, "ADDED");
+            s.seed(("".into(), "namespaces".into(), String::new(), ns.into()), super::handlers::new_namespace(obj));
+        }
+        // The bootstrap RBAC policy every cluster has that matters here.
+        const RBAC: &str = "rbac.authorization.k8s.io";
+        let roles = [
+            (
+                "cluster-admin",
+                json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                                     {"nonResourceURLs": ["*"], "verbs": ["*"]}]),
+                "system:masters",
+            ),
+            (
+                "system:basic-user",
+                json!([
+                    {"apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], "verbs": ["create"]},
+                    {"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"]},
+                ]),
+                "system:authenticated",
+            ),
+        ];
+        for (name, rules, group) in roles {
+            let labels = json!({"kubernetes.io/bootstrapping": "rbac-defaults"});
+            let role = json!({"apiVersion": format!("{RBAC}/v1"), "kind": "ClusterRole",
+                              "metadata": {"name": name, "labels": labels}, "rules": rules});
+            let binding = json!({"apiVersion": format!("{RBAC}/v1"), "kind": "ClusterRoleBinding",
+                "metadata": {"name": name, "labels": labels},
+                "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": name},
+                "subjects": [{"apiGroup": RBAC, "kind": "Group", "name": group}]});
+            s.seed((RBAC.into(), "clusterroles".into(), String::new(), name.into()), role);
+            s.seed((RBAC.into(), "clusterrolebindings".into(), String::new(), name.into()), binding);
         }
         s
+    }
+
+    fn seed(&mut self, key: Key, obj: Value) {
+        let rv = self.next_rv();
+        let obj = super::handlers::stamp_new(obj, rv, false);
+        self.save(key, obj, "ADDED");
     }
 
     pub fn current_rv(&self) -> u64 {
@@ -213,8 +244,8 @@ impl Store {
     /// Re-derives the served resource types after a CRD changed.
     pub fn rebuild_defs(&mut self) {
         let mut defs: Vec<ResourceDef> = builtin_defs();
-        for ((g, p, _, _), crd) in &self.objects {
-            if g == "apiextensions.k8s.io" && p == "customresourcedefinitions" && crd_established(crd) {
+        for (_, crd) in self.range("apiextensions.k8s.io", "customresourcedefinitions") {
+            if crd_established(crd) {
                 defs.extend(defs_from_crd(crd));
             }
         }
@@ -232,22 +263,23 @@ impl Store {
 
     /// Stores `obj` (already stamped with a fresh resourceVersion) and records the watch event.
     pub fn save(&mut self, key: Key, obj: Value, kind: &'static str) {
-        self.record(kind, &key, obj.clone());
-        self.objects.insert(key, obj);
+        let previous = self.objects.insert(key.clone(), obj.clone());
+        self.record(kind, &key, obj, previous);
     }
 
     pub fn remove(&mut self, key: &Key, final_obj: Value) {
         self.objects.remove(key);
-        self.record("DELETED", key, final_obj);
+        self.record("DELETED", key, final_obj, None);
     }
 
-    fn record(&mut self, kind: &'static str, key: &Key, object: Value) {
+    fn record(&mut self, kind: &'static str, key: &Key, object: Value, previous: Option<Value>) {
         let ev = Arc::new(WatchEvent {
             kind,
             storage: (key.0.clone(), key.1.clone()),
             namespace: key.2.clone(),
             rv: self.rv,
             object,
+            previous,
         });
         if self.history.len() >= HISTORY
             && let Some(old) = self.history.pop_front()
@@ -267,12 +299,22 @@ impl Store {
         Some(self.history.iter().filter(|e| e.rv > rv).cloned().collect())
     }
 
-    /// Objects of one storage, optionally in one namespace, in key order.
-    pub fn scan<'a>(&'a self, def: &ResourceDef, namespace: Option<&'a str>) -> impl Iterator<Item = (&'a Key, &'a Value)> {
-        let (g, p) = def.storage.clone();
-        self.objects.iter().filter(move |((kg, kp, kns, _), _)| {
-            *kg == g && *kp == p && namespace.is_none_or(|ns| kns == ns)
-        })
+    /// Objects of one storage (group, plural), in key order.
+    pub fn range<'a>(&'a self, group: &str, plural: &str) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+        let (g, p) = (group.to_string(), plural.to_string());
+        self.objects
+            .range((g.clone(), p.clone(), String::new(), String::new())..)
+            .take_while(move |((kg, kp, _, _), _)| *kg == g && *kp == p)
+    }
+
+    /// Objects of one resource, optionally in one namespace, in key order.
+    pub fn scan<'a>(
+        &'a self,
+        def: &ResourceDef,
+        namespace: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a Key, &'a Value)> {
+        self.range(&def.storage.0, &def.storage.1)
+            .filter(move |((_, _, kns, _), _)| namespace.is_none_or(|ns| kns == ns))
     }
 }
 

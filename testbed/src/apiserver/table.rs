@@ -10,12 +10,33 @@ resources may allow a client to request the generation of an appropriate name au
 for creation idempotence and configuration definition. Cannot be updated. More info: \
 https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
 
-/// Does the Accept header ask for a Table?
-pub(crate) fn wants_table(accept: &str) -> bool {
-    accept.split(',').any(|part| {
-        let params: Vec<&str> = part.split(';').map(str::trim).collect();
-        params.contains(&"as=Table") && params.contains(&"g=meta.k8s.io")
-    })
+/// What the Accept header asks for: the object, a Table, or only metadata (`PartialObjectMetadata[List]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Shape {
+    Object,
+    Table,
+    Metadata,
+}
+
+pub(crate) fn shape(accept: &str) -> Shape {
+    let wants = |what: &str| {
+        accept.split(',').any(|part| {
+            let params: Vec<&str> = part.split(';').map(str::trim).collect();
+            params.contains(&what) && params.contains(&"g=meta.k8s.io")
+        })
+    };
+    if wants("as=Table") {
+        Shape::Table
+    } else if wants("as=PartialObjectMetadata") || wants("as=PartialObjectMetadataList") {
+        Shape::Metadata
+    } else {
+        Shape::Object
+    }
+}
+
+/// `PartialObjectMetadata` of a served object.
+pub(crate) fn partial(served: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": served["metadata"]})
 }
 
 /// A column: header, type, JSONPath, priority. Built-in kinds get kube-apiserver's columns (a subset).
@@ -39,6 +60,11 @@ fn col(name: &str, kind: &str, path: &str) -> Column {
     }
 }
 
+/// A `date` column whose cells are the RFC 3339 time rather than an age (kube-apiserver's "Created At").
+const TIMESTAMP: &str = "timestamp";
+/// A `string` column showing a roleRef as `Kind/name`, as kube-apiserver prints bindings.
+const ROLE_REF: &str = "roleRef";
+
 fn columns(def: &ResourceDef) -> Vec<Column> {
     if let Some(c) = &def.custom {
         if c.printer_columns.is_empty() {
@@ -58,7 +84,9 @@ fn columns(def: &ResourceDef) -> Vec<Column> {
             .collect();
     }
     match (def.group.as_str(), def.plural.as_str()) {
-        ("", "namespaces") => vec![col("Status", "string", ".status.phase"), col("Age", "date", ".metadata.creationTimestamp")],
+        ("", "namespaces") => {
+            vec![col("Status", "string", ".status.phase"), col("Age", "date", ".metadata.creationTimestamp")]
+        }
         (_, "events") => vec![
             col("Last Seen", "date", ".lastTimestamp"),
             col("Type", "string", ".type"),
@@ -67,10 +95,10 @@ fn columns(def: &ResourceDef) -> Vec<Column> {
             col("Message", "string", ".message"),
         ],
         ("apiextensions.k8s.io", _) | ("rbac.authorization.k8s.io", "roles" | "clusterroles") => {
-            vec![col("Created At", "date", ".metadata.creationTimestamp")]
+            vec![col("Created At", TIMESTAMP, ".metadata.creationTimestamp")]
         }
         ("rbac.authorization.k8s.io", _) => {
-            vec![col("Role", "string", ".roleRef.name"), col("Age", "date", ".metadata.creationTimestamp")]
+            vec![col("Role", ROLE_REF, ".roleRef"), col("Age", "date", ".metadata.creationTimestamp")]
         }
         _ => vec![col("Age", "date", ".metadata.creationTimestamp")],
     }
@@ -83,7 +111,12 @@ pub(crate) fn table(def: &ResourceDef, objects: &[Value], served: &[Value], list
         "name": "Name", "type": "string", "format": "name", "description": NAME_DESCRIPTION, "priority": 0
     })];
     defs.extend(cols.iter().map(|c| {
-        json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority})
+        let kind = match c.kind.as_str() {
+            TIMESTAMP => "date",
+            ROLE_REF => "string",
+            other => other,
+        };
+        json!({"name": c.name, "type": kind, "format": c.format, "description": c.description, "priority": c.priority})
     }));
     let now = jiff::Timestamp::now();
     let rows: Vec<Value> = objects
@@ -98,13 +131,7 @@ pub(crate) fn table(def: &ResourceDef, objects: &[Value], served: &[Value], list
             match include {
                 "None" => {}
                 "Object" => row["object"] = served_obj.clone(),
-                _ => {
-                    row["object"] = json!({
-                        "kind": "PartialObjectMetadata",
-                        "apiVersion": "meta.k8s.io/v1",
-                        "metadata": served_obj["metadata"],
-                    })
-                }
+                _ => row["object"] = partial(served_obj),
             }
             row
         })
@@ -129,6 +156,10 @@ fn cell(c: &Column, obj: &Value, now: jiff::Timestamp) -> Value {
             .and_then(|s| s.parse::<jiff::Timestamp>().ok())
             .map(|t| Value::String(human_duration(now.as_second() - t.as_second())))
             .unwrap_or(Value::Null),
+        TIMESTAMP => v,
+        ROLE_REF => {
+            format!("{}/{}", v["kind"].as_str().unwrap_or_default(), v["name"].as_str().unwrap_or_default()).into()
+        }
         "integer" => v.as_f64().map(|f| json!(f as i64)).unwrap_or(Value::Null),
         "number" => v.as_f64().map(|f| json!(f)).unwrap_or(Value::Null),
         "boolean" => v.as_bool().map(Value::Bool).unwrap_or(Value::Null),

@@ -27,7 +27,7 @@ pub struct Call {
     /// Milliseconds since the layer started.
     pub at_ms: u64,
     pub duration_ms: u64,
-    /// The injected fault that decided this response, if any.
+    /// The injected faults that fired for this call, if any.
     pub fault: Option<String>,
 }
 

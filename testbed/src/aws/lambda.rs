@@ -199,7 +199,7 @@ impl Op {
 }
 
 /// What a handler needs besides the operation.
-pub(crate) struct Call {
+pub(crate) struct Request {
     pub(crate) op: Op,
     pub(crate) query: Vec<(String, String)>,
     pub(crate) body: Value,
@@ -535,6 +535,24 @@ fn number(body: &Value, key: &str) -> Result<Option<u64>, LambdaError> {
     }
 }
 
+/// List operations return a subset of the configuration: AWS documents that ListFunctions leaves out the state
+/// fields (a deployer must call GetFunction/GetFunctionConfiguration to see them).
+fn listed(mut config: Value) -> Value {
+    if let Some(c) = config.as_object_mut() {
+        for field in [
+            "State",
+            "StateReason",
+            "StateReasonCode",
+            "LastUpdateStatus",
+            "LastUpdateStatusReason",
+            "LastUpdateStatusReasonCode",
+        ] {
+            c.remove(field);
+        }
+    }
+    config
+}
+
 /// One page of `items` (sorted by key) after `Marker`, at most min(MaxItems, 50) long.
 fn paginate<T>(items: Vec<(String, T)>, query: &[(String, String)]) -> Result<(Vec<T>, Option<String>), LambdaError> {
     let max = match param(query, "MaxItems") {
@@ -589,8 +607,8 @@ impl Lambda {
         f(function)
     }
 
-    pub(crate) async fn handle(&self, call: Call) -> Reply {
-        let Call { op, query, body, in_progress, pending } = call;
+    pub(crate) async fn handle(&self, request: Request) -> Reply {
+        let Request { op, query, body, in_progress, pending } = request;
         match &op {
             Op::CreateFunction => self.create(&body, pending).await,
             Op::ListFunctions => self.list_functions(&query),
@@ -683,7 +701,7 @@ impl Lambda {
             .values_mut()
             .map(|f| {
                 f.refresh(now);
-                (f.name.clone(), f.config_json(&f.latest, None))
+                (f.name.clone(), listed(f.config_json(&f.latest, None)))
             })
             .collect();
         let (page, next) = paginate(items, query)?;
@@ -845,8 +863,10 @@ impl Lambda {
         let (name, _) = parse_function_ref(raw)?;
         self.with(&name, |f| {
             // Keys sort $LATEST first, then versions in numeric order.
-            let mut items = vec![("0".to_string(), f.config_json(&f.latest, Some("$LATEST")))];
-            items.extend(f.versions.iter().map(|(n, v)| (format!("1{n:020}"), f.config_json(v, Some(&v.version)))));
+            let mut items = vec![("0".to_string(), listed(f.config_json(&f.latest, Some("$LATEST"))))];
+            items.extend(
+                f.versions.iter().map(|(n, v)| (format!("1{n:020}"), listed(f.config_json(v, Some(&v.version))))),
+            );
             let (page, next) = paginate(items, query)?;
             let mut out = json!({ "Versions": page });
             if let Some(m) = next {

@@ -243,6 +243,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let outcome = match call.service.as_str() {
         "lambda" => lambda_request(&shared, req, query, &mut call).await,
         "eks" => eks_request(&shared, req, &mut call).await,
+        "s3" | "unsigned" => other_request(&shared, req, &query, &mut call).await,
         _ if is_form || param(&query, "Action").is_some() => query_request(&shared, req, query, &mut call).await,
         _ => other_request(&shared, req, &query, &mut call).await,
     };
@@ -281,6 +282,9 @@ struct Fired {
 
 async fn fire_faults(shared: &Shared, call: &mut Call) -> Result<Fired, Reset> {
     let actions = lock(&shared.faults).fire(&call.service, &call.operation, call.function.as_deref());
+    if !actions.is_empty() {
+        call.fault = Some(actions.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", "));
+    }
     let mut fired = Fired { terminal: None, in_progress: None };
     let mut delay = Duration::ZERO;
     for action in actions {
@@ -294,11 +298,8 @@ async fn fire_faults(shared: &Shared, call: &mut Call) -> Result<Fired, Reset> {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    if let Some(action) = &fired.terminal {
-        call.fault = Some(format!("{action:?}"));
-        if *action == FaultAction::ConnectionReset {
-            return Err(Reset);
-        }
+    if fired.terminal == Some(FaultAction::ConnectionReset) {
+        return Err(Reset);
     }
     Ok(fired)
 }
@@ -379,14 +380,14 @@ async fn lambda_request(
     {
         return Ok(lambda_error(&LambdaError::throttled(wait)));
     }
-    let lambda_call = lambda::Call {
+    let lambda_request = lambda::Request {
         op,
         query,
         body,
         in_progress: fired.in_progress.unwrap_or(Duration::from_millis(config.update_in_progress_ms)),
         pending: Duration::from_millis(config.create_pending_ms),
     };
-    Ok(match shared.lambda.handle(lambda_call).await {
+    Ok(match shared.lambda.handle(lambda_request).await {
         Ok((status, value)) => json_response(status, &value),
         Err(e) => lambda_error(&e),
     })
@@ -446,12 +447,13 @@ fn caller_identity(shared: &Shared, access_key_id: Option<&str>) -> Response<Bod
             ),
         );
     };
-    // Role sessions have a `ROLEID:session` user id; users their own id.
+    // Role sessions have a `ROLEID:session` user id; users their own id. Both derive from the key's unique part.
+    let unique = identity.access_key_id.get(4..).unwrap_or(&identity.access_key_id);
     let user_id = match identity.caller_arn.rsplit_once('/') {
         Some((_, session)) if identity.caller_arn.contains(":assumed-role/") => {
-            format!("AROA{}:{session}", &identity.access_key_id[4..])
+            format!("AROA{unique}:{session}")
         }
-        _ => format!("AIDA{}", &identity.access_key_id[4..]),
+        _ => format!("AIDA{unique}"),
     };
     xml_response(
         StatusCode::OK,

@@ -49,6 +49,8 @@ impl MotoClient {
         let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         parts.uri = self.uri(path)?;
         strip_hop_by_hop(&mut parts.headers);
+        // The client's `Expect: 100-continue` was answered by our server already.
+        parts.headers.remove(http::header::EXPECT);
         let mut response = self.client.request(Request::from_parts(parts, body)).await.map_err(io::Error::other)?;
         strip_hop_by_hop(response.headers_mut());
         Ok(response)
