@@ -49,9 +49,16 @@ pub struct LambdaLimits {
     pub control_plane: RateLimiter,
 }
 
+/// The rates the deployer allows itself, just under AWS's 100/s and 15/s.
+pub const GET_FUNCTION_RPS: u32 = 90;
+pub const CONTROL_PLANE_RPS: u32 = 13;
+
 impl Default for LambdaLimits {
     fn default() -> Self {
-        LambdaLimits { get_function: RateLimiter::per_second(90, 10), control_plane: RateLimiter::per_second(13, 2) }
+        LambdaLimits {
+            get_function: RateLimiter::per_second(GET_FUNCTION_RPS, 10),
+            control_plane: RateLimiter::per_second(CONTROL_PLANE_RPS, 2),
+        }
     }
 }
 

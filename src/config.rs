@@ -31,6 +31,8 @@ pub struct Config {
     pub deadline_margin: Duration,
     /// How long to wait for one started update to finish before reporting it as still Deploying.
     pub update_timeout: Duration,
+    /// Sweeps may observe functions through ListFunctions pages (needs `lambda:ListFunctions` on `*`).
+    pub list_functions: bool,
 }
 
 /// Which namespaces may target which function ARNs: `team-a=arn:...:function:a-*|arn:...;team-b=...`.
@@ -88,7 +90,13 @@ impl Config {
             Duration::from_secs(parse_number(non_empty("DEADLINE_MARGIN_SECONDS"), "DEADLINE_MARGIN_SECONDS", 20, 0..=600)?);
         let update_timeout =
             Duration::from_secs(parse_number(non_empty("UPDATE_TIMEOUT_SECONDS"), "UPDATE_TIMEOUT_SECONDS", 60, 1..=600)?);
+        let list_functions = match non_empty("LIST_FUNCTIONS").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(Error::config("LIST_FUNCTIONS", format!("{other:?} is not true or false"))),
+        };
         Ok(Config {
+            list_functions,
             cluster,
             artifact_bucket,
             key_template,
@@ -149,7 +157,8 @@ mod tests {
     #[test]
     fn each_invalid_variable_is_named_in_the_error() {
         let base = [("CLUSTER_NAME", "c"), ("ARTIFACT_BUCKET", "b")];
-        let cases: [(&[(&str, &str)], &str); 6] = [
+        let cases: [(&[(&str, &str)], &str); 7] = [
+            (&[("LIST_FUNCTIONS", "yes")], "LIST_FUNCTIONS"),
             (&[("ARTIFACT_BUCKET", "b")], "CLUSTER_NAME"),
             (&[("CLUSTER_NAME", "c")], "ARTIFACT_BUCKET"),
             (&[("MAX_CONCURRENCY", "0")], "MAX_CONCURRENCY"),

@@ -131,11 +131,19 @@ impl Deployer {
         };
         summary.considered = targets.len();
         let rivals = preferred_rivals(&targets);
+        let listed = match &trigger {
+            Trigger::Artifacts(_) => HashMap::new(),
+            _ => self.list_functions(targets.len(), deadline).await,
+        };
         let outcomes: Vec<(Listed, Outcome)> = futures::stream::iter(targets)
             .map(|target| {
                 let rival = rivals.get(&resource_key(target.metadata())).map(String::as_str);
+                let prefetched = match &target {
+                    Listed::Valid(ld) => listed.get(&ld.spec.function_arn),
+                    Listed::Undecodable { .. } => None,
+                };
                 async move {
-                    let outcome = self.reconcile(&target, rival, dry_run, deadline).await;
+                    let outcome = self.reconcile(&target, rival, prefetched, dry_run, deadline).await;
                     (target, outcome)
                 }
             })
@@ -191,6 +199,22 @@ impl Deployer {
         Ok(targets)
     }
 
+    /// For a sweep, the functions from ListFunctions pages when allowed and cheaper than one GetFunction per target
+    /// (GetFunction: 100/s each; a page of 50 costs one of the shared 15/s). Failing to list is not fatal.
+    async fn list_functions(&self, targets: usize, deadline: Option<Instant>) -> HashMap<String, FunctionState> {
+        let max_pages = targets * crate::aws::CONTROL_PLANE_RPS as usize / crate::aws::GET_FUNCTION_RPS as usize;
+        if !self.config.list_functions || max_pages == 0 {
+            return HashMap::new();
+        }
+        match self.functions.list(max_pages, deadline, &self.stats).await {
+            Ok(functions) => functions,
+            Err(err) => {
+                tracing::warn!(error = %err, "ListFunctions failed; observing each function with GetFunction");
+                HashMap::new()
+            }
+        }
+    }
+
     fn policy(&self) -> Policy<'_> {
         Policy {
             default_bucket: &self.config.artifact_bucket,
@@ -201,7 +225,14 @@ impl Deployer {
     }
 
     /// Observe → plan → act for one resource until the decision is final.
-    async fn reconcile(&self, target: &Listed, rival: Option<&str>, dry_run: bool, deadline: Option<Instant>) -> Outcome {
+    async fn reconcile(
+        &self,
+        target: &Listed,
+        rival: Option<&str>,
+        prefetched: Option<&FunctionState>,
+        dry_run: bool,
+        deadline: Option<Instant>,
+    ) -> Outcome {
         let ld = match target {
             Listed::Valid(ld) => ld,
             Listed::Undecodable { reason, .. } => return Outcome::Invalid { message: reason.clone() },
@@ -214,7 +245,7 @@ impl Deployer {
         let me = ld.key();
         let stats = &self.stats;
         let mut artifact = Observed::NotObserved;
-        let mut function: Observed<FunctionState> = Observed::NotObserved;
+        let mut function = prefetched.map_or(Observed::NotObserved, |listed| Observed::Found(listed.clone()));
         let mut races = 0;
         loop {
             let decision = plan::plan(&Input { ld, artifact: &artifact, function: &function, preferred_rival: rival, policy: &policy });

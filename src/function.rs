@@ -2,6 +2,7 @@
 //! claim it with the owner tag, update its code from an exact S3 object version guarded by RevisionId, and wait
 //! for the update to finish.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -41,7 +42,53 @@ impl Functions {
             last_update_status: config.last_update_status().map(|s| s.as_str().to_string()).unwrap_or_default(),
             last_update_reason: config.last_update_status_reason().map(String::from),
             owner: output.tags().and_then(|tags| tags.get(OWNER_TAG)).cloned(),
+            detailed: true,
         })
+    }
+
+    /// Lists the account's functions (50 per page, one control-plane request each) while that stays cheaper than
+    /// one GetFunction per target: at most `max_pages` pages. Returns what was listed, by unqualified ARN; a
+    /// function missing from a partial listing is simply observed with GetFunction later.
+    pub async fn list(
+        &self,
+        max_pages: usize,
+        deadline: Option<Instant>,
+        stats: &RetryStats,
+    ) -> Result<HashMap<String, FunctionState>> {
+        let mut functions = HashMap::new();
+        let mut marker: Option<String> = None;
+        for _ in 0..max_pages {
+            let page = with_retry(Some(&self.limits.control_plane), deadline, stats, || async {
+                self.lambda
+                    .list_functions()
+                    .set_marker(marker.clone())
+                    .max_items(50)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("lambda", "ListFunctions", e))
+            })
+            .await?;
+            for config in page.functions() {
+                let Some(arn) = config.function_arn() else { continue };
+                functions.insert(
+                    arn.to_string(),
+                    FunctionState {
+                        code_sha256: config.code_sha256().unwrap_or_default().to_string(),
+                        revision_id: config.revision_id().unwrap_or_default().to_string(),
+                        state: String::new(),
+                        last_update_status: String::new(),
+                        last_update_reason: None,
+                        owner: None,
+                        detailed: false,
+                    },
+                );
+            }
+            marker = page.next_marker().map(String::from);
+            if marker.is_none() {
+                break;
+            }
+        }
+        Ok(functions)
     }
 
     /// Tags the function with its owning LambdaDeployment (`namespace/name`).

@@ -19,6 +19,9 @@ pub struct FunctionState {
     pub last_update_reason: Option<String>,
     /// The owner tag's value (`namespace/name`), if the function has one.
     pub owner: Option<String>,
+    /// From GetFunction (state, tags and a fresh RevisionId). ListFunctions pages carry only code and revision, so
+    /// such an observation is enough to confirm "up to date" but not to deploy or to judge ownership.
+    pub detailed: bool,
 }
 
 /// An observation that may not have been made yet.
@@ -140,8 +143,13 @@ pub fn plan(input: &Input) -> Decision {
         Observed::Failed(reason) => return Decision::Failed(format!("cannot read function {arn}: {reason}")),
         Observed::Found(function) => function,
     };
+    if !function.detailed && (function.code_sha256 != artifact.sha256 || input.preferred_rival.is_some()) {
+        return Decision::ObserveFunction;
+    }
     let me = ld.key();
     let claim = match (&function.owner, input.preferred_rival) {
+        // A listed function's tags are unknown; it already runs our artifact, so there is nothing to claim now.
+        (None, None) if !function.detailed => false,
         (Some(owner), _) if *owner != me => {
             return Decision::Blocked(format!("function {arn} is owned by LambdaDeployment {owner}"));
         }
@@ -205,7 +213,12 @@ mod tests {
             last_update_status: "Successful".into(),
             last_update_reason: None,
             owner: owner.map(String::from),
+            detailed: true,
         }
+    }
+
+    fn listed(sha: &str) -> FunctionState {
+        FunctionState { owner: None, detailed: false, state: String::new(), last_update_status: String::new(), ..function(sha, None) }
     }
 
     struct Case {
@@ -264,6 +277,9 @@ mod tests {
             Case { namespace_policy: Some("team-b=arn:aws:lambda:*:*:function:*"), artifact: Observed::NotObserved, ..case("a namespace without a policy entry is blocked", Decision::Blocked("namespace \"team-a\" has no entry in NAMESPACE_POLICY".into())) },
             Case { namespace_policy: Some("team-a=arn:aws:lambda:*:*:function:payments-*"), artifact: Observed::NotObserved, ..case("a namespace may only target its patterns", Decision::Blocked(format!("namespace \"team-a\" may not target {ARN} (NAMESPACE_POLICY)"))) },
             Case { namespace_policy: Some("team-a=arn:aws:lambda:*:*:function:orders-*"), ..case("a namespace within its patterns deploys", deploy(false, false)) },
+            Case { function: Observed::Found(listed("NEW")), ..case("a listed function with the same code is up to date without a tag lookup", Decision::UpToDate { artifact: artifact("NEW"), claim: false }) },
+            Case { function: Observed::Found(listed("OLD")), ..case("a listed function with other code is looked at in detail before deploying", Decision::ObserveFunction) },
+            Case { function: Observed::Found(listed("NEW")), rival: Some("team-b/first"), ..case("a listed function with a rival is looked at in detail for its owner", Decision::ObserveFunction) },
             Case { ld: { let mut ld = ld(); ld.spec.commit = "HEAD".into(); ld }, ..case("a non-hex commit is invalid", Decision::Invalid("spec.commit: commit \"HEAD\" contains 'H': only lowercase hex digits (0-9a-f) are allowed".into())) },
             Case { ld: { let mut ld = ld(); ld.spec.function_arn = "arn:aws:lambda:us-east-1:123456789012:function:orders:live".into(); ld }, ..case("a qualified ARN is invalid", Decision::Invalid("spec.functionARN: \"arn:aws:lambda:us-east-1:123456789012:function:orders:live\" has a qualifier (\"live\"); deploy to the unqualified function ARN".into())) },
         ];

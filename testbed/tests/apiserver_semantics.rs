@@ -597,13 +597,20 @@ async fn watch_streams_added_modified_deleted_and_bookmarks() {
 }
 
 #[tokio::test]
-async fn watch_from_a_compacted_resource_version_gets_410_gone() {
+async fn compacted_resource_versions_get_410_for_watches_and_list_continuations() {
     let (server, client) = setup().await;
+    let api = lds(&client, "default");
+    for name in ["a", "b"] {
+        api.create(&PostParams::default(), &ld(name, "fn", "abc1234")).await.unwrap();
+    }
+    let first_page = api.list(&ListParams::default().limit(1)).await.unwrap();
+    let token = first_page.metadata.continue_.expect("a second page");
     for i in 0..2100 {
         let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}"), "namespace": "default"}});
         server.insert_raw(obj).unwrap();
     }
-    let api = lds(&client, "default");
+    let s = status_of(api.list(&ListParams::default().limit(1).continue_token(&token)).await);
+    assert_eq!((s.code, s.reason.as_str()), (410, "Expired"));
     let mut stream = api.watch(&WatchParams::default(), "1").await.unwrap().boxed();
     let first = tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await.unwrap().unwrap();
     match first {
@@ -814,7 +821,7 @@ async fn eks_token_older_than_15_minutes_gets_401() {
 }
 
 #[tokio::test]
-async fn tampered_or_unmapped_tokens_get_401_status() {
+async fn malformed_or_unmapped_tokens_get_401_while_the_global_sts_endpoint_is_accepted() {
     let (server, _) = setup().await;
     let admin_aws = valid_token(&AwsIdentity::admin());
     assert_eq!(auth_status(&server, &admin_aws).await, 401, "valid credentials without an access entry");

@@ -2,7 +2,7 @@
 //! optimistic concurrency, patches and server-side apply, finalizers, lists with selectors and pagination.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use base64::Engine;
 use serde_json::{Value, json};
@@ -101,8 +101,21 @@ fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
     obj["metadata"][field].as_str().unwrap_or_default()
 }
 
-const DNS_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
-const DNS_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// A regex from a constant pattern, compiled once.
+macro_rules! static_regex {
+    ($name:ident = $pattern:expr) => {
+        static $name: LazyLock<Option<regex::Regex>> = LazyLock::new(|| regex::Regex::new($pattern).ok());
+    };
+}
+
+static_regex!(DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$");
+static_regex!(DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$");
+static_regex!(LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$");
+static_regex!(QUALIFIED_NAME = r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$");
+
+fn matches(re: &LazyLock<Option<regex::Regex>>, s: &str) -> bool {
+    re.as_ref().is_some_and(|r| r.is_match(s))
+}
 
 fn validate_name(def: &ResourceDef, name: &str) -> Option<Cause> {
     let invalid = |msg: String| Cause { reason: "FieldValueInvalid", field: "metadata.name".into(), message: msg };
@@ -113,31 +126,23 @@ fn validate_name(def: &ResourceDef, name: &str) -> Option<Cause> {
     }
     let (re, max, what) = if def.plural == "namespaces" && def.group.is_empty() {
         (
-            DNS_LABEL,
+            &DNS_LABEL,
             63,
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
         )
     } else {
         (
-            DNS_SUBDOMAIN,
+            &DNS_SUBDOMAIN,
             253,
             "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
         )
     };
-    let ok = name.len() <= max && regex::Regex::new(re).is_ok_and(|r| r.is_match(name));
+    let ok = name.len() <= max && matches(re, name);
     (!ok).then(|| invalid(format!("Invalid value: {name:?}: {what}")))
 }
 
-const LABEL_VALUE: &str = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
-const QUALIFIED_NAME: &str = r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$";
-
 /// Label keys and values, and annotation keys, as kube-apiserver checks them.
 fn validate_labels(meta: &Value) -> Vec<Cause> {
-    let (Ok(value_re), Ok(name_re), Ok(prefix_re)) =
-        (regex::Regex::new(LABEL_VALUE), regex::Regex::new(QUALIFIED_NAME), regex::Regex::new(DNS_SUBDOMAIN))
-    else {
-        return vec![];
-    };
     let mut causes = vec![];
     let mut bad = |field: &str, shown: &str, why: String| {
         causes.push(Cause {
@@ -150,17 +155,17 @@ fn validate_labels(meta: &Value) -> Vec<Cause> {
         let path = format!("metadata.{field}");
         for (key, value) in meta[field].as_object().into_iter().flatten() {
             let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key.as_str()));
-            if name.len() > 63 || !name_re.is_match(name) {
+            if name.len() > 63 || !matches(&QUALIFIED_NAME, name) {
                 bad(&path, key, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into());
             }
-            if key.contains('/') && (prefix.len() > 253 || !prefix_re.is_match(prefix)) {
+            if key.contains('/') && (prefix.len() > 253 || !matches(&DNS_SUBDOMAIN, prefix)) {
                 bad(&path, key, "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character".into());
             }
             if field == "labels" {
                 let v = value.as_str().unwrap_or_default();
                 if v.len() > 63 {
                     bad(&path, v, "must be no more than 63 characters".into());
-                } else if !value_re.is_match(v) {
+                } else if !matches(&LABEL_VALUE, v) {
                     bad(&path, v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".into());
                 }
             }
@@ -696,7 +701,8 @@ fn encode_continue(key: &Key, rv: u64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn decode_continue(token: &str) -> ApiResult<(String, String)> {
+/// (resourceVersion, namespace, name) of a continue token.
+fn decode_continue(token: &str) -> ApiResult<(u64, String, String)> {
     let bad = || {
         ApiError::bad_request(
             "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
@@ -704,7 +710,8 @@ fn decode_continue(token: &str) -> ApiResult<(String, String)> {
     };
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    Ok((v["ns"].as_str().ok_or_else(bad)?.to_string(), v["name"].as_str().ok_or_else(bad)?.to_string()))
+    let rv = v["rv"].as_u64().ok_or_else(bad)?;
+    Ok((rv, v["ns"].as_str().ok_or_else(bad)?.to_string(), v["name"].as_str().ok_or_else(bad)?.to_string()))
 }
 
 pub(crate) fn list(store: &Store, call: &Call) -> ApiResult<Reply> {
@@ -714,10 +721,21 @@ pub(crate) fn list(store: &Store, call: &Call) -> ApiResult<Reply> {
         None => 0,
     };
     let start = call.q("continue").filter(|c| !c.is_empty()).map(decode_continue).transpose()?;
+    if let Some((rv, _, _)) = &start
+        && *rv < store.compacted()
+    {
+        // kube-apiserver cannot continue a list whose snapshot etcd has compacted away.
+        return Err(ApiError::new(
+            410,
+            "Expired",
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list \
+             without the continue parameter.",
+        ));
+    }
     let ns = (call.def.namespaced && !call.namespace.is_empty()).then_some(call.namespace.as_str());
     let matching = store
         .scan(&call.def, ns)
-        .filter(|(k, _)| start.as_ref().is_none_or(|(sns, sname)| (&k.2, &k.3) > (sns, sname)))
+        .filter(|(k, _)| start.as_ref().is_none_or(|(_, sns, sname)| (&k.2, &k.3) > (sns, sname)))
         .filter(|(_, o)| labels.matches(o) && fields.matches(o));
     let mut items: Vec<(&Key, &Value)> = vec![];
     let mut remaining = 0usize;

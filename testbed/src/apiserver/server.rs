@@ -497,6 +497,7 @@ fn watch(
     let (live, mut last_rv) = {
         let store = lock(&shared.store);
         let current = store.current_rv();
+        let mut expired = false;
         if from == 0 || send_initial {
             for (_, obj) in store.scan(&filter.def, filter.namespace.as_deref()) {
                 if filter.selects(obj) {
@@ -506,15 +507,12 @@ fn watch(
             if send_initial && bookmarks {
                 initial.push(filter.bookmark(current, true));
             }
+        } else if let Some(events) = store.events_since(from) {
+            initial.extend(events.iter().filter_map(|e| filter.event(e)));
         } else {
-            match store.events_since(from) {
-                Some(events) => initial.extend(events.iter().filter_map(|e| filter.event(e))),
-                None => {
-                    initial.push(filter.gone(format!("too old resource version: {from} ({})", store.compacted() + 1)))
-                }
-            }
+            expired = true;
+            initial.push(filter.gone(format!("too old resource version: {from} ({})", store.compacted() + 1)));
         }
-        let expired = from != 0 && !send_initial && store.events_since(from).is_none();
         ((!expired).then(|| store.tx.subscribe()), current.max(from))
     };
 

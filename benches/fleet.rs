@@ -1,0 +1,849 @@
+//! Fleet benchmark (issue 7): the deployer against the testbed with Lambda's quotas ON (GetFunction 100/s, every
+//! other control-plane call 15/s, per account), for fleets of functions + LambdaDeployments.
+//!
+//! Scenarios per fleet: the initial deploying sweep; (a) a sweep with everything in sync; (b) a sweep with 1% of the
+//! functions drifted out of band; (c) one S3 event among the fleet; (d) the seed's naive controller
+//! (UpdateFunctionCode for every LD, every reconcile). Each reports wall time, API calls by operation (the AWS layer's
+//! call log and the kube request log, the acting identity only), bytes downloaded from S3, status writes, and the
+//! ratio to the floor the quotas force for the calls that scenario could not avoid. Then the real binary: sizes, cold
+//! init under `cargo lambda watch` (spawn → its first `GET /runtime/invocation/next`) and peak RSS of a sweep of the
+//! largest fleet. Prints tables and writes `target/bench/fleet.json`.
+//!
+//! `BENCH_FLEETS=150,1000` (sizes), `BENCH_CONCURRENCY=8,32` (MAX_CONCURRENCY values for scenario a; the first is
+//! used for the others), `BENCH_COLD_RUNS=5`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_sdk_lambda::primitives::Blob;
+use futures::StreamExt;
+use kube::api::ListParams;
+use lambda_deployer::aws::RateLimiter;
+use lambda_deployer::crd::LambdaDeployment;
+use lambda_deployer::deployer::Deployer;
+use serde::Serialize;
+use serde_json::{Value, json};
+use support::{World, commit, free_port, zip};
+use testbed::aws::{Call, LayerConfig};
+use testbed::identity::{ARTIFACT_BUCKET, AwsIdentity, REGION};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Lambda's default quotas, as the testbed enforces them.
+const GET_FUNCTION_RPS: f64 = 100.0;
+const CONTROL_PLANE_RPS: f64 = 15.0;
+/// ListFunctions returns at most this many functions (with CodeSha256) per page.
+const LIST_PAGE: f64 = 50.0;
+/// Concurrency of the setup steps (quotas are off then).
+const SETUP_CONCURRENCY: usize = 16;
+/// The Kubernetes user the deployer's EKS identity maps to, and the admin's.
+const DEPLOYER_KUBE_USER: &str = "lambda-deployer";
+const ADMIN_KUBE_USER: &str = "kubernetes-admin";
+
+#[tokio::main]
+async fn main() -> BenchResult<()> {
+    let fleets = env_list("BENCH_FLEETS", "150,1000")?;
+    let concurrency = env_list("BENCH_CONCURRENCY", "8,32")?;
+    let cold_runs = env_list("BENCH_COLD_RUNS", "5")?.first().copied().unwrap_or(5);
+    if fleets.is_empty() || concurrency.is_empty() {
+        return Err("BENCH_FLEETS and BENCH_CONCURRENCY need at least one number".into());
+    }
+    let in_progress = support::testbed().await.aws().config().update_in_progress_ms as f64 / 1000.0;
+    println!("fleet benchmark: testbed quotas GetFunction {GET_FUNCTION_RPS}/s, other Lambda calls {CONTROL_PLANE_RPS}/s;");
+    println!("update InProgress {in_progress:.2} s; {} CPU cores\n", std::thread::available_parallelism()?.get());
+
+    let mut reports = Vec::new();
+    let mut largest = None;
+    for &size in &fleets {
+        let fleet = Fleet::create(size).await?;
+        let report = fleet.run(&concurrency, in_progress).await?;
+        print_fleet(&report);
+        reports.push(report);
+        largest = Some(fleet);
+    }
+    let binary = match &largest {
+        Some(fleet) => binary_figures(fleet, cold_runs).await,
+        None => json!(null),
+    };
+    let out = json!({
+        "quotas": {"getFunctionPerSecond": GET_FUNCTION_RPS, "controlPlanePerSecond": CONTROL_PLANE_RPS,
+                   "listFunctionsPageSize": LIST_PAGE, "updateInProgressSeconds": in_progress},
+        "floorFormula": FLOOR_DOC,
+        "cpuCores": std::thread::available_parallelism()?.get(),
+        "fleets": reports,
+        "binary": binary,
+    });
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("fleet.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
+    println!("\nwrote {}", path.display());
+    Ok(())
+}
+
+fn env_list(name: &str, default: &str) -> BenchResult<Vec<usize>> {
+    let text = std::env::var(name).unwrap_or_else(|_| default.to_string());
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|_| format!("{name}: {s:?} is not a number").into()))
+        .collect()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The floor
+
+const FLOOR_DOC: &str = "floor = min(max(N/100, W/15), (ceil(N/50) + W)/15) [+ InProgress once if W > 0 and the \
+    scenario must confirm the update]. N = functions whose code must be observed, W = control-plane writes the \
+    scenario cannot avoid (UpdateFunctionCode of changed functions, TagResource of unclaimed ones). Observing by \
+    GetFunction uses its own 100/s bucket (writes overlap on the 15/s one); by ListFunctions, pages of 50 share the \
+    15/s bucket with the writes. No burst credit is counted; S3 and Kubernetes calls have no quota and count 0.";
+
+#[derive(Clone, Copy)]
+struct FloorInput {
+    observed: usize,
+    writes: usize,
+    confirm: bool,
+}
+
+fn floor(input: FloorInput, in_progress: f64) -> (f64, String) {
+    let (n, w) = (input.observed as f64, input.writes as f64);
+    let by_get = (n / GET_FUNCTION_RPS).max(w / CONTROL_PLANE_RPS);
+    let by_list = ((n / LIST_PAGE).ceil() + w) / CONTROL_PLANE_RPS;
+    let quota = by_get.min(by_list);
+    let wait = if input.confirm && input.writes > 0 { in_progress } else { 0.0 };
+    let mut text = format!(
+        "min(max({n}/100, {w}/15), (ceil({n}/50)+{w})/15) = min({by_get:.3}, {by_list:.3}) = {quota:.3} s",
+        n = input.observed,
+        w = input.writes
+    );
+    if wait > 0.0 {
+        text.push_str(&format!(" + {wait:.2} s InProgress = {:.3} s", quota + wait));
+    }
+    (quota + wait, text)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Measuring one scenario
+
+/// Who acted in a scenario: calls of other identities (the bench's own setup, markers) are not counted.
+struct Actor {
+    access_key_id: String,
+    kube_user: &'static str,
+}
+
+impl Actor {
+    fn deployer() -> Actor {
+        Actor { access_key_id: AwsIdentity::deployer().access_key_id, kube_user: DEPLOYER_KUBE_USER }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Phase {
+    operation: String,
+    calls: u64,
+    /// Seconds after the scenario started: first request received, last response sent.
+    first_s: f64,
+    last_s: f64,
+    /// Summed server-side durations (concurrent calls overlap).
+    busy_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Scenario {
+    name: String,
+    config: String,
+    wall_s: f64,
+    floor_s: f64,
+    floor: String,
+    ratio_to_floor: f64,
+    /// `service:Operation` → requests (all statuses).
+    aws_calls: BTreeMap<String, u64>,
+    lambda_calls: u64,
+    throttled_429: u64,
+    update_function_code: u64,
+    s3_get_object_bytes: u64,
+    /// `verb resource[/subresource]` → requests.
+    kube_calls: BTreeMap<String, u64>,
+    kube_requests: u64,
+    status_writes: u64,
+    /// When each kind of AWS call happened; the gap before the first is the Kubernetes listing, the gap after
+    /// the last is the report phase (status writes, Events).
+    phases: Vec<Phase>,
+    before_first_aws_call_s: f64,
+    after_last_aws_call_s: f64,
+    summary: Value,
+}
+
+/// Runs `work` with fresh call logs and measures it.
+async fn measure<F, T>(
+    world: &World,
+    name: &str,
+    config: &str,
+    actor: &Actor,
+    floor_input: FloorInput,
+    in_progress: f64,
+    work: F,
+) -> BenchResult<(Scenario, T)>
+where
+    F: Future<Output = BenchResult<(T, Value)>>,
+{
+    let aws = world.testbed.aws();
+    aws.clear_calls();
+    world.testbed.kube().clear_requests();
+    let (started, origin_ms) = time_origin(world).await?;
+    let (value, summary) = work.await?;
+    let wall_s = started.elapsed().as_secs_f64();
+    let log = aws.calls();
+    let calls: Vec<&Call> =
+        log.calls.iter().filter(|c| c.access_key_id.as_deref() == Some(actor.access_key_id.as_str())).collect();
+    let mut aws_calls = BTreeMap::new();
+    for call in &calls {
+        *aws_calls.entry(format!("{}:{}", call.service, call.operation)).or_insert(0) += 1;
+    }
+    let lambda_calls = calls.iter().filter(|c| c.service == "lambda").count() as u64;
+    let throttled_429 = calls.iter().filter(|c| c.status == 429).count() as u64;
+    let update_function_code = calls
+        .iter()
+        .filter(|c| c.operation == "UpdateFunctionCode" && (200..300).contains(&c.status))
+        .count() as u64;
+    let s3_get_object_bytes =
+        calls.iter().filter(|c| c.service == "s3" && c.operation == "GetObject").map(|c| c.response_bytes).sum();
+    let requests: Vec<_> =
+        world.testbed.kube().requests().into_iter().filter(|r| r.user == actor.kube_user).collect();
+    let mut kube_calls = BTreeMap::new();
+    for r in &requests {
+        let resource = if r.subresource.is_empty() { r.resource.clone() } else { format!("{}/{}", r.resource, r.subresource) };
+        *kube_calls.entry(format!("{} {resource}", r.verb)).or_insert(0) += 1;
+    }
+    let status_writes = requests.iter().filter(|r| r.is_status_write()).count() as u64;
+    let rel = |ms: u64| (ms as f64 - origin_ms) / 1000.0;
+    let mut phases: BTreeMap<String, Phase> = BTreeMap::new();
+    for call in &calls {
+        let phase = phases.entry(format!("{}:{}", call.service, call.operation)).or_insert_with(|| Phase {
+            operation: format!("{}:{}", call.service, call.operation),
+            calls: 0,
+            first_s: f64::MAX,
+            last_s: 0.0,
+            busy_s: 0.0,
+        });
+        phase.calls += 1;
+        phase.first_s = phase.first_s.min(rel(call.at_ms));
+        phase.last_s = phase.last_s.max(rel(call.at_ms + call.duration_ms));
+        phase.busy_s += call.duration_ms as f64 / 1000.0;
+    }
+    let mut phases: Vec<Phase> = phases.into_values().collect();
+    phases.sort_by(|a, b| a.first_s.total_cmp(&b.first_s));
+    let before_first_aws_call_s = phases.first().map_or(wall_s, |p| p.first_s.max(0.0));
+    let after_last_aws_call_s = phases.iter().map(|p| p.last_s).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    let after_last_aws_call_s = after_last_aws_call_s.map_or(0.0, |last| (wall_s - last).max(0.0));
+    let (floor_s, floor_text) = floor(floor_input, in_progress);
+    let scenario = Scenario {
+        name: name.to_string(),
+        config: config.to_string(),
+        wall_s,
+        floor_s,
+        floor: floor_text,
+        ratio_to_floor: if floor_s > 0.0 { wall_s / floor_s } else { f64::NAN },
+        aws_calls,
+        lambda_calls,
+        throttled_429,
+        update_function_code,
+        s3_get_object_bytes,
+        kube_requests: requests.len() as u64,
+        kube_calls,
+        status_writes,
+        phases,
+        before_first_aws_call_s,
+        after_last_aws_call_s,
+        summary,
+    };
+    Ok((scenario, value))
+}
+
+/// Maps the AWS layer's clock (`at_ms`: milliseconds since it started) to ours: an unsigned request is logged with
+/// its arrival time, taken as "now". Returns (now, that arrival in layer milliseconds).
+async fn time_origin(world: &World) -> BenchResult<(Instant, f64)> {
+    let aws = world.testbed.aws();
+    let address = aws.url().trim_start_matches("http://").to_string();
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(&address).await?;
+    let request = format!("GET /bench-time-origin HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut sink = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut sink)).await??;
+    let log = aws.calls();
+    let marker = log.calls.iter().rev().find(|c| c.operation.contains("bench-time-origin") || c.service == "unsigned");
+    let origin = marker.ok_or("the time-origin request was not logged")?.at_ms as f64;
+    Ok((started, origin))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A fleet
+
+struct Member {
+    ld: String,
+    function: String,
+    arn: String,
+    key: String,
+}
+
+struct Fleet {
+    size: usize,
+    world: World,
+    members: Vec<Member>,
+    setup_s: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FleetReport {
+    size: usize,
+    setup_s: f64,
+    scenarios: Vec<Scenario>,
+    naive_vs_ours: Value,
+}
+
+fn set_quotas(world: &World, on: bool) {
+    let aws = world.testbed.aws();
+    aws.set_config(LayerConfig { quotas: on, ..aws.config() });
+}
+
+impl Fleet {
+    /// Functions running placeholder code, one artifact each (uploaded with its SHA-256 checksum, as the README
+    /// tells users to), and one LD each naming it. Quotas are off during setup.
+    async fn create(size: usize) -> BenchResult<Fleet> {
+        let started = Instant::now();
+        let world = World::new(&format!("fleet-{size}")).await;
+        set_quotas(&world, false);
+        let members: Vec<Member> = (0..size)
+            .map(|i| {
+                let function = world.function_name(&format!("f{i:04}"));
+                let c = commit(&format!("{function}-1"));
+                Member {
+                    ld: format!("ld-{i:04}"),
+                    arn: support::function_arn(&function),
+                    key: format!("{function}/{c}.zip"),
+                    function,
+                }
+            })
+            .collect();
+        let world_ref = &world;
+        futures::stream::iter(&members)
+            .map(|m| async move {
+                world_ref.create_function(&m.function[world_ref.namespace.len() + 1..], "placeholder").await;
+                world_ref.upload_with_checksum(&m.key, &format!("release 1 of {}", m.function)).await;
+                let c = m.key.rsplit('/').next().unwrap_or_default().trim_end_matches(".zip");
+                world_ref.apply_ld(&m.ld, &m.arn, &m.function, c).await;
+            })
+            .buffer_unordered(SETUP_CONCURRENCY)
+            .collect::<Vec<()>>()
+            .await;
+        set_quotas(&world, true);
+        let setup_s = started.elapsed().as_secs_f64();
+        println!("fleet {size}: {size} functions, artifacts and LDs created in {setup_s:.1} s (quotas off)");
+        Ok(Fleet { size, world, members, setup_s })
+    }
+
+    async fn deployer(&self, concurrency: usize) -> Deployer {
+        self.world.deployer(&[("MAX_CONCURRENCY", &concurrency.to_string())]).await
+    }
+
+    async fn sweep(&self, deployer: &Deployer) -> BenchResult<((), Value)> {
+        let summary = deployer.handle(&json!({"action": "sweep"}), None).await?;
+        Ok(((), serde_json::to_value(&summary)?))
+    }
+
+    async fn run(&self, concurrency: &[usize], in_progress: f64) -> BenchResult<FleetReport> {
+        let n = self.size;
+        let world = &self.world;
+        let actor = Actor::deployer();
+        let first = concurrency[0];
+        let config = |c: usize| format!("MAX_CONCURRENCY={c}");
+        let deployer = self.deployer(first).await;
+        let mut scenarios = Vec::new();
+
+        // The first sweep deploys everything: every function is claimed (TagResource) and updated.
+        let (s, ()) = measure(
+            world,
+            "initial sweep (deploys all)",
+            &config(first),
+            &actor,
+            FloorInput { observed: n, writes: 2 * n, confirm: true },
+            in_progress,
+            self.sweep(&deployer),
+        )
+        .await?;
+        scenarios.push(s);
+
+        // (a) Everything in sync: with the warm container, then with a new container per other concurrency value
+        // (its first invocation also resolves the cluster: one DescribeCluster).
+        for &c in concurrency {
+            let other = if c == first { None } else { Some(self.deployer(c).await) };
+            let (s, ()) = measure(
+                world,
+                "a: sweep, all in sync",
+                &config(c),
+                &actor,
+                FloorInput { observed: n, writes: 0, confirm: false },
+                in_progress,
+                self.sweep(other.as_ref().unwrap_or(&deployer)),
+            )
+            .await?;
+            scenarios.push(s);
+        }
+
+        // (b) 1% drifted out of band (quotas off while the bench drifts them).
+        let drifted: Vec<&Member> = self.members.iter().step_by(100).collect();
+        set_quotas(world, false);
+        for (i, m) in drifted.iter().enumerate() {
+            world
+                .lambda
+                .update_function_code()
+                .function_name(&m.function)
+                .zip_file(Blob::new(zip(&format!("hotfix {i}")).0))
+                .send()
+                .await
+                .map_err(|e| format!("drifting {}: {}", m.function, aws_sdk_lambda::error::DisplayErrorContext(e)))?;
+        }
+        for m in &drifted {
+            wait_settled(&world.lambda, &m.function).await?;
+        }
+        set_quotas(world, true);
+        let (s, ()) = measure(
+            world,
+            &format!("b: sweep, 1% drifted ({})", drifted.len()),
+            &config(first),
+            &actor,
+            FloorInput { observed: n, writes: drifted.len(), confirm: true },
+            in_progress,
+            self.sweep(&deployer),
+        )
+        .await?;
+        scenarios.push(s);
+
+        // (c) One S3 event: one LD moves to a new commit, CI uploads it, S3 notifies.
+        let target = &self.members[n / 2];
+        let new_commit = commit(&format!("{}-2", target.function));
+        world.set_commit(&target.ld, &new_commit).await;
+        let key = format!("{}/{new_commit}.zip", target.function);
+        let (version, _) = world.upload_with_checksum(&key, &format!("release 2 of {}", target.function)).await;
+        let event = world.s3_event(&key, &version);
+        let (s, ()) = measure(
+            world,
+            &format!("c: one S3 event among {n}"),
+            &config(first),
+            &actor,
+            FloorInput { observed: 1, writes: 1, confirm: true },
+            in_progress,
+            async {
+                let summary = deployer.handle(&event, None).await?;
+                Ok(((), serde_json::to_value(&summary)?))
+            },
+        )
+        .await?;
+        scenarios.push(s);
+
+        // (d) The seed's controller: UpdateFunctionCode for every LD, every reconcile, no checks.
+        let naive_actor = Actor { access_key_id: AwsIdentity::deployer().access_key_id, kube_user: ADMIN_KUBE_USER };
+        let (s, ()) = measure(
+            world,
+            "d: naive reconcile (seed)",
+            "15/s client limit, SDK standard retry",
+            &naive_actor,
+            FloorInput { observed: 0, writes: n, confirm: false },
+            in_progress,
+            naive_reconcile(world),
+        )
+        .await?;
+        scenarios.push(s);
+
+        let naive_vs_ours = compare(&scenarios);
+        Ok(FleetReport { size: n, setup_s: self.setup_s, scenarios, naive_vs_ours })
+    }
+}
+
+/// Naive over ours: wall time and UpdateFunctionCode count, against the in-sync sweep (a, first concurrency) and the
+/// 1%-drifted one (b). A ratio over zero is reported as null with the counts.
+fn compare(scenarios: &[Scenario]) -> Value {
+    let find = |prefix: &str| scenarios.iter().find(|s| s.name.starts_with(prefix));
+    let (Some(naive), Some(a), Some(b)) = (find("d:"), find("a:"), find("b:")) else { return json!(null) };
+    let ratio = |x: f64, y: f64| if y > 0.0 { json!(x / y) } else { json!(null) };
+    let against = |ours: &Scenario| {
+        json!({
+            "ours": ours.name,
+            "wallRatio": ratio(naive.wall_s, ours.wall_s),
+            "updateFunctionCodeRatio": ratio(naive.update_function_code as f64, ours.update_function_code as f64),
+            "naiveUpdateFunctionCode": naive.update_function_code,
+            "oursUpdateFunctionCode": ours.update_function_code,
+        })
+    };
+    json!({"inSync": against(a), "drifted": against(b)})
+}
+
+async fn wait_settled(lambda: &aws_sdk_lambda::Client, function: &str) -> BenchResult<()> {
+    for _ in 0..200 {
+        let out = lambda.get_function().function_name(function).send().await?;
+        let busy = out.configuration().and_then(|c| c.last_update_status()).is_some_and(|s| s.as_str() == "InProgress");
+        if !busy {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("{function} stayed InProgress").into())
+}
+
+/// The seed's reconcile: list the LDs, UpdateFunctionCode from S3Bucket/S3Key for each, no observation. As a real
+/// client under the quotas it needs a client-side limit (the full 15/s, the most generous choice) and the SDK's
+/// standard retry for the 429s that still happen; 8 in flight like the deployer's default.
+async fn naive_reconcile(world: &World) -> BenchResult<((), Value)> {
+    let deployer = AwsIdentity::deployer();
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(world.testbed.aws_endpoint())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            deployer.access_key_id,
+            deployer.secret_access_key,
+            None,
+            None,
+            "naive",
+        ))
+        .retry_config(RetryConfig::standard().with_max_attempts(5))
+        .load()
+        .await;
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let limiter = RateLimiter::per_second(CONTROL_PLANE_RPS as u32, 1);
+    let lds: kube::Api<LambdaDeployment> = world.lds();
+    let mut items = Vec::new();
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = lds.list(&params).await?;
+        items.extend(page.items);
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    let (lambda, limiter) = (&lambda, &limiter);
+    let results: Vec<bool> = futures::stream::iter(&items)
+        .map(|ld| async move {
+            limiter.acquire().await;
+            let key = format!("{}/{}.zip", ld.spec.function_name, ld.spec.commit);
+            let sent = lambda
+                .update_function_code()
+                .function_name(&ld.spec.function_arn)
+                .s3_bucket(ARTIFACT_BUCKET)
+                .s3_key(key)
+                .send()
+                .await;
+            sent.is_ok()
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let failed = results.iter().filter(|ok| !**ok).count();
+    Ok(((), json!({"listed": items.len(), "updated": items.len() - failed, "failed": failed})))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Output
+
+fn print_fleet(report: &FleetReport) {
+    println!("\n== fleet of {} LDs/functions (setup {:.1} s) ==", report.size, report.setup_s);
+    println!(
+        "{:<36} {:<22} {:>8} {:>8} {:>7} {:>7} {:>5} {:>6} {:>7} {:>5} {:>6}",
+        "scenario", "config", "wall s", "floor s", "×floor", "lambda", "429", "UFC", "S3 GET B", "kube", "status"
+    );
+    for s in &report.scenarios {
+        println!(
+            "{:<36} {:<22} {:>8.2} {:>8.3} {:>7.2} {:>7} {:>5} {:>6} {:>7} {:>5} {:>6}",
+            s.name,
+            truncate(&s.config, 22),
+            s.wall_s,
+            s.floor_s,
+            s.ratio_to_floor,
+            s.lambda_calls,
+            s.throttled_429,
+            s.update_function_code,
+            s.s3_get_object_bytes,
+            s.kube_requests,
+            s.status_writes
+        );
+    }
+    println!("\ncalls by operation and where the time went (seconds after the scenario started):");
+    for s in &report.scenarios {
+        println!("  {} [{}]: floor {}", s.name, s.config, s.floor);
+        let kube: Vec<String> = s.kube_calls.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("    kube: {}", if kube.is_empty() { "none".into() } else { kube.join(", ") });
+        println!("    before the first AWS call (listing LDs): {:.2} s", s.before_first_aws_call_s);
+        for p in &s.phases {
+            println!(
+                "    {:<30} {:>6} calls  {:>7.2} → {:>7.2} s  (server busy {:.2} s)",
+                p.operation, p.calls, p.first_s, p.last_s, p.busy_s
+            );
+        }
+        println!("    after the last AWS call (status writes, Events): {:.2} s", s.after_last_aws_call_s);
+    }
+    if let Some(cmp) = report.naive_vs_ours.as_object() {
+        for (label, c) in cmp {
+            println!(
+                "naive/ours ({label}, vs {}): wall {}, UpdateFunctionCode {} ({} vs {})",
+                c["ours"].as_str().unwrap_or_default(),
+                fmt_ratio(&c["wallRatio"]),
+                fmt_ratio(&c["updateFunctionCodeRatio"]),
+                c["naiveUpdateFunctionCode"],
+                c["oursUpdateFunctionCode"]
+            );
+        }
+    }
+}
+
+fn fmt_ratio(v: &Value) -> String {
+    v.as_f64().map_or_else(|| "∞ (ours: 0)".to_string(), |r| format!("{r:.1}×"))
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The real binary: sizes, cold init, peak RSS
+
+/// Kills the processes this bench started when it is done with them, even on an early return.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn binary_figures(fleet: &Fleet, cold_runs: usize) -> Value {
+    println!("\n== the binary ==");
+    let sizes = sizes();
+    match binary_runtime(fleet, cold_runs).await {
+        Ok(runtime) => json!({"sizes": sizes, "runtime": runtime}),
+        Err(err) => {
+            println!("cold init / RSS not measured: {err}");
+            json!({"sizes": sizes, "runtime": {"error": err.to_string()}})
+        }
+    }
+}
+
+fn sizes() -> Value {
+    let lambda_dir = target_dir().join("lambda");
+    let bootstrap = lambda_dir.join("lambda-deployer/bootstrap");
+    let package = lambda_dir.join("lambda-deployer.zip");
+    let host = Path::new(env!("CARGO_BIN_EXE_lambda-deployer"));
+    let size = |p: &Path| std::fs::metadata(p).ok().map(|m| m.len());
+    let mut out = serde_json::Map::new();
+    for (label, path) in [("arm64Bootstrap", &bootstrap), ("arm64Zip", &package), ("hostBinary", &host.to_path_buf())] {
+        match size(path) {
+            Some(bytes) => {
+                println!("{label:<16} {:>10} bytes ({:.1} MiB)  {}", bytes, bytes as f64 / 1048576.0, path.display());
+                out.insert(label.into(), json!({"bytes": bytes, "path": path.display().to_string()}));
+            }
+            None => {
+                println!("{label:<16} {:>10}  {} is missing: run `make package` (arm64 bootstrap + zip)", "-", path.display());
+                out.insert(label.into(), json!(null));
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// Spawn → first `GET .../runtime/invocation/next`, `runs` times, through a TCP proxy in front of
+/// `cargo lambda watch`; then a sweep of the fleet through the emulator by the last process, and its VmHWM.
+async fn binary_runtime(fleet: &Fleet, runs: usize) -> BenchResult<Value> {
+    let cargo_lambda = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/cargo-lambda");
+    if !cargo_lambda.exists() {
+        return Err(format!("{} is missing: run `make tools`", cargo_lambda.display()).into());
+    }
+    let binary = env!("CARGO_BIN_EXE_lambda-deployer");
+    let port = free_port();
+    let mut children = Children(Vec::new());
+    children.0.push(
+        Command::new(&cargo_lambda)
+            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_for_port(port, Duration::from_secs(30)).await?;
+    let proxy = RuntimeProxy::start(port).await?;
+    let logs = target_dir().join("bench/binary.log");
+    std::fs::create_dir_all(logs.parent().unwrap_or(Path::new(".")))?;
+    let mut init_ms = Vec::new();
+    let mut last = None;
+    for run in 0..runs.max(1) {
+        proxy.reset();
+        let started = Instant::now();
+        let child = Command::new(binary)
+            .env_clear()
+            .envs(fleet.world.testbed.deployer_env().into_iter().filter(|(k, _)| k != "KUBECONFIG"))
+            .env("WATCH_NAMESPACES", &fleet.world.namespace)
+            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt", proxy.port))
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .stdout(std::fs::File::create(&logs)?)
+            .stderr(Stdio::null())
+            .spawn()?;
+        children.0.push(child);
+        let first_next = proxy.wait_first_next(started, Duration::from_secs(30)).await?;
+        init_ms.push(first_next.as_secs_f64() * 1000.0);
+        if run + 1 < runs {
+            if let Some(mut child) = children.0.pop() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        } else {
+            last = children.0.last().map(Child::id);
+        }
+    }
+    let pid = last.ok_or("no deployer process")?;
+    let hwm_after_init = vm_hwm_kib(pid)?;
+    let started = Instant::now();
+    let output = Command::new(&cargo_lambda)
+        .args(["lambda", "invoke", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
+        .args(["--data-ascii", r#"{"action":"sweep"}"#])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()?;
+    let sweep_s = started.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let summary: Value =
+        text.find('{').and_then(|i| serde_json::from_str(text[i..].trim()).ok()).unwrap_or_else(|| json!({"raw": text}));
+    let hwm_after_sweep = vm_hwm_kib(pid)?;
+    let mut sorted = init_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    println!(
+        "cold init (spawn → first GET /runtime/invocation/next, {} runs): median {median:.0} ms, min {:.0} ms, max {:.0} ms",
+        sorted.len(),
+        sorted[0],
+        sorted[sorted.len() - 1]
+    );
+    println!(
+        "peak RSS (VmHWM): {:.1} MiB after init, {:.1} MiB after a sweep of {} LDs ({sweep_s:.1} s through the emulator, \
+         summary: considered {}, upToDate {}, failed {})",
+        hwm_after_init as f64 / 1024.0,
+        hwm_after_sweep as f64 / 1024.0,
+        fleet.size,
+        summary["considered"],
+        summary["upToDate"],
+        summary["failed"]
+    );
+    Ok(json!({
+        "binary": binary,
+        "coldInitMs": {"runs": init_ms, "median": median, "min": sorted[0], "max": sorted[sorted.len() - 1]},
+        "vmHwmKib": {"afterInit": hwm_after_init, "afterSweep": hwm_after_sweep},
+        "sweep": {"lds": fleet.size, "wallSeconds": sweep_s, "summary": summary},
+    }))
+}
+
+fn vm_hwm_kib(pid: u32) -> BenchResult<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .ok_or_else(|| format!("no VmHWM in /proc/{pid}/status").into())
+}
+
+async fn wait_for_port(port: u16, timeout: Duration) -> BenchResult<()> {
+    let until = Instant::now() + timeout;
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if Instant::now() > until {
+            return Err(format!("nothing listens on 127.0.0.1:{port} after {}s", timeout.as_secs()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// A TCP proxy in front of the runtime API emulator that notes when the first request for the next invocation
+/// passes through it.
+struct RuntimeProxy {
+    port: u16,
+    first_next: Arc<Mutex<Option<Instant>>>,
+}
+
+impl RuntimeProxy {
+    async fn start(upstream: u16) -> BenchResult<RuntimeProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let first_next = Arc::new(Mutex::new(None));
+        let seen = first_next.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    if let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await {
+                        let _ = pipe(client, server, seen).await;
+                    }
+                });
+            }
+        });
+        Ok(RuntimeProxy { port, first_next })
+    }
+
+    fn reset(&self) {
+        *self.first_next.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    async fn wait_first_next(&self, since: Instant, timeout: Duration) -> BenchResult<Duration> {
+        while since.elapsed() < timeout {
+            if let Some(at) = *self.first_next.lock().unwrap_or_else(|p| p.into_inner()) {
+                return Ok(at.saturating_duration_since(since));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Err(format!("the binary did not ask for an invocation within {}s", timeout.as_secs()).into())
+    }
+}
+
+async fn pipe(client: TcpStream, server: TcpStream, seen: Arc<Mutex<Option<Instant>>>) -> std::io::Result<()> {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let upstream = async {
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            let n = client_read.read(&mut buffer).await?;
+            if n == 0 {
+                return server_write.shutdown().await;
+            }
+            let chunk = &buffer[..n];
+            if chunk.starts_with(b"GET ") && chunk.windows(24).any(|w| w == b"/runtime/invocation/next") {
+                let mut first = seen.lock().unwrap_or_else(|p| p.into_inner());
+                first.get_or_insert_with(Instant::now);
+            }
+            server_write.write_all(chunk).await?;
+        }
+    };
+    let downstream = tokio::io::copy(&mut server_read, &mut client_write);
+    let (up, down) = tokio::join!(upstream, downstream);
+    up.and(down.map(|_| ()))
+}

@@ -1,0 +1,77 @@
+//! Sweeps that observe functions through ListFunctions pages (LIST_FUNCTIONS=true): in-sync functions cost no
+//! GetFunction at all, and anything to deploy is still looked at in detail (state, tags, fresh RevisionId) first.
+//! A test binary of its own, so the account holds only this test's functions.
+
+mod support;
+
+use serde_json::json;
+use support::{World, commit};
+
+#[tokio::test]
+async fn a_listing_sweep_confirms_in_sync_functions_from_pages_and_still_corrects_drift() {
+    let world = World::new("listing").await;
+    let c = commit("listing");
+    let mut functions = Vec::new();
+    for i in 0..20 {
+        let label = format!("fn{i:02}");
+        let arn = world.create_function(&label, "initial").await;
+        let function = world.function_name(&label);
+        world.apply_ld(&label, &arn, &function, &c).await;
+        world.upload_with_checksum(&format!("{function}/{c}.zip"), &format!("release {i}")).await;
+        functions.push(function);
+    }
+    let deployer = world.deployer(&[("LIST_FUNCTIONS", "true"), ("MAX_CONCURRENCY", "16")]).await;
+    assert_eq!(deployer.handle(&json!({"action": "sweep"}), None).await.unwrap().deployed, 20);
+
+    // Only this test's functions: the other test of this binary runs at the same time.
+    let calls = || world.testbed.aws().calls();
+    let gets_of = |function: &str| calls().of("lambda", "GetFunction").filter(|c| c.function.as_deref() == Some(function)).count();
+    let all_gets = || functions.iter().map(|f| gets_of(f)).sum::<usize>();
+    let lists_by_deployer = || calls().of("lambda", "ListFunctions").filter(|c| c.access_key_id.as_deref() == Some(testbed::identity::AwsIdentity::deployer().access_key_id.as_str())).count();
+    let (lists, gets) = (lists_by_deployer(), all_gets());
+    let summary = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
+    assert_eq!(summary.up_to_date, 20);
+    assert_eq!(all_gets(), gets, "in-sync functions are confirmed from the listing alone");
+    assert!(lists_by_deployer() > lists, "the sweep listed functions");
+
+    // Drift on one function: it is observed in detail, then restored.
+    let (hotfix, _) = support::zip("hand-made hotfix");
+    world.lambda.update_function_code().function_name(&functions[3]).zip_file(hotfix.into()).send().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let (gets, drifted_gets) = (all_gets(), gets_of(&functions[3]));
+    let summary = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
+    assert_eq!((summary.deployed, summary.up_to_date), (1, 19), "{summary:?}");
+    let drifted_gets = gets_of(&functions[3]) - drifted_gets;
+    assert!(drifted_gets >= 1, "the drifted function is read in detail");
+    assert_eq!(all_gets() - gets, drifted_gets, "and only that one");
+}
+
+#[tokio::test]
+async fn a_failing_function_listing_falls_back_to_get_function() {
+    let world = World::new("listing-denied").await;
+    let c = commit("listing-denied");
+    let mut labels = Vec::new();
+    for i in 0..8 {
+        let label = format!("fn{i}");
+        let arn = world.create_function(&label, "initial").await;
+        let function = world.function_name(&label);
+        world.apply_ld(&label, &arn, &function, &c).await;
+        world.upload_with_checksum(&format!("{function}/{c}.zip"), &format!("release {i}")).await;
+        labels.push(label);
+    }
+    world
+        .testbed
+        .aws()
+        .inject(testbed::aws::Fault {
+            service: "lambda".into(),
+            operation: "ListFunctions".into(),
+            function: None,
+            action: testbed::aws::FaultAction::ServiceException,
+            when: testbed::aws::Trigger::Always,
+        })
+        .unwrap();
+    let deployer = world.deployer(&[("LIST_FUNCTIONS", "true")]).await;
+    let summary = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
+    world.testbed.aws().clear_faults();
+    assert_eq!(summary.deployed, 8, "{summary:?}");
+}
