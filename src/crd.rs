@@ -19,6 +19,8 @@ pub const COMMIT_PATTERN: &str = r"^[0-9a-f]{7,40}$";
 /// (the key template is configurable) is deployed to `functionARN` whenever the function runs different code.
 /// Change `commit` to deploy or roll back.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+// kube's printcolumn(...) repeats `type_ = "string"` per column, which this lint mistakes for duplicate attributes.
+#[allow(clippy::duplicated_attributes)]
 #[kube(
     group = "lambda-deployer.dev",
     version = "v1",

@@ -325,7 +325,7 @@ impl Deployer {
     /// Logs the decision, writes the status if it changed, records the Event if one is due.
     async fn report(&self, client: &kube::Client, target: &Listed, outcome: &Outcome, summary: &mut Summary) {
         let resource = resource_key(target.metadata());
-        count(summary, outcome);
+        count(summary, &resource, outcome);
         let (status, generation, commit, function_arn) = match target {
             Listed::Valid(ld) => (ld.status.as_ref(), ld.metadata.generation, Some(ld.spec.commit.as_str()), ld.spec.function_arn.as_str()),
             Listed::Undecodable { status, metadata, .. } => (status.as_ref(), metadata.generation, None, ""),
@@ -352,23 +352,28 @@ impl Deployer {
     }
 }
 
-fn count(summary: &mut Summary, outcome: &Outcome) {
-    let counter = match outcome.category() {
-        "deployed" => &mut summary.deployed,
-        "upToDate" => &mut summary.up_to_date,
-        "deploying" => &mut summary.deploying,
-        "waiting" => &mut summary.waiting,
-        "failed" => &mut summary.failed,
-        "blocked" => &mut summary.blocked,
-        "suspended" => &mut summary.suspended,
-        "skipped" => &mut summary.skipped,
-        _ => return,
+fn count(summary: &mut Summary, resource: &str, outcome: &Outcome) {
+    let counter = match outcome {
+        Outcome::Deployed { .. } => &mut summary.deployed,
+        Outcome::UpToDate { .. } => &mut summary.up_to_date,
+        Outcome::Deploying { .. } => &mut summary.deploying,
+        Outcome::WaitingForArtifact { .. } => &mut summary.waiting,
+        Outcome::Failed { .. } | Outcome::Invalid { .. } => &mut summary.failed,
+        Outcome::Blocked { .. } => &mut summary.blocked,
+        Outcome::Suspended => &mut summary.suspended,
+        Outcome::Skipped => &mut summary.skipped,
+        Outcome::Planned { .. } => return,
     };
     *counter += 1;
-    if let Outcome::Failed { message } | Outcome::Invalid { message } | Outcome::Blocked { message } = outcome
+    let problem = match outcome {
+        Outcome::Failed { message } | Outcome::Invalid { message } => Some(("failed", message)),
+        Outcome::Blocked { message } => Some(("blocked", message)),
+        _ => None,
+    };
+    if let Some((kind, message)) = problem
         && summary.errors.len() < MAX_SUMMARY_ERRORS
     {
-        summary.errors.push(format!("{}: {message}", outcome.category()));
+        summary.errors.push(format!("{resource} {kind}: {message}"));
     }
 }
 

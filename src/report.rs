@@ -27,23 +27,6 @@ pub enum Outcome {
     Planned { decision: String },
 }
 
-impl Outcome {
-    /// The summary bucket this outcome is counted in.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Outcome::Deployed { .. } => "deployed",
-            Outcome::UpToDate { .. } => "upToDate",
-            Outcome::Deploying { .. } => "deploying",
-            Outcome::WaitingForArtifact { .. } => "waiting",
-            Outcome::Failed { .. } | Outcome::Invalid { .. } => "failed",
-            Outcome::Blocked { .. } => "blocked",
-            Outcome::Suspended => "suspended",
-            Outcome::Skipped => "skipped",
-            Outcome::Planned { .. } => "planned",
-        }
-    }
-}
-
 /// Describes a decision for a dry run.
 pub fn describe(decision: &Decision) -> String {
     match decision {

@@ -18,7 +18,7 @@ pub const REPORTING_CONTROLLER: &str = "lambda-deployer.dev/deployer";
 /// bypassed, or under an older schema). The latter is reported as Failed, and never stops the others.
 #[derive(Clone, Debug)]
 pub enum Listed {
-    Valid(Box<LambdaDeployment>),
+    Valid(LambdaDeployment),
     Undecodable { metadata: ObjectMeta, status: Option<LambdaDeploymentStatus>, reason: String },
 }
 
@@ -45,7 +45,7 @@ fn decode(object: DynamicObject) -> Listed {
         map.insert("kind".into(), json!("LambdaDeployment"));
     }
     match serde_json::from_value::<LambdaDeployment>(value) {
-        Ok(ld) => Listed::Valid(Box::new(ld)),
+        Ok(ld) => Listed::Valid(ld),
         Err(err) => Listed::Undecodable { metadata, status, reason: format!("spec does not decode: {err}") },
     }
 }
