@@ -73,7 +73,7 @@ fn crd() -> Value {
                                 "commit": {"type": "string", "pattern": "^[0-9a-f]{7,40}$"},
                                 "replicas": {"type": "integer", "minimum": 0, "maximum": 10},
                                 "strategy": {"type": "string", "enum": ["AllAtOnce", "Canary"], "default": "AllAtOnce"},
-                                "tags": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
+                                "tags": {"type": "array", "maxItems": 2, "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
                                 "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
                             },
                         },
@@ -1118,4 +1118,19 @@ async fn a_rule_with_resource_names_grants_only_those_objects() {
     outsider.get("mine").await.unwrap();
     assert_eq!(status_of(outsider.get("theirs").await).code, 403);
     assert_eq!(status_of(outsider.list(&ListParams::default()).await).code, 403, "a list has no name to match");
+}
+
+#[tokio::test]
+async fn duplicate_items_in_a_set_list_get_422() {
+    let (_server, client) = setup().await;
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "lambda-deployer.dev/v1", "kind": "LambdaDeployment", "metadata": {"name": "a"},
+        "spec": {"functionName": "fn", "commit": "abc1234", "tags": ["x", "x"]},
+    }))
+    .unwrap();
+    let s = status_of(dynamic_lds(&client, "default").create(&PostParams::default(), &obj).await);
+    assert_eq!(
+        s.message,
+        "LambdaDeployment.lambda-deployer.dev \"a\" is invalid: spec.tags[1]: Duplicate value: \"x\""
+    );
 }

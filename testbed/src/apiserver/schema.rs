@@ -105,13 +105,10 @@ fn prune_value(schema: &Value, v: &mut Value, path: &[Seg], dropped: &mut Vec<St
         Value::Object(m) => prune_object(schema, m, path, dropped),
         Value::Array(items) => {
             if let Some(item_schema) = schema.get("items").filter(|s| s.is_object()) {
-                let mut i = 0;
-                items.retain_mut(|item| {
-                    // A null list item is kept so that validation can report it.
+                for (i, item) in items.iter_mut().enumerate() {
+                    // A null list item is kept (not pruned) so that validation can report it.
                     let _ = prune_value(item_schema, item, &child(path, Seg::Index(i)), dropped);
-                    i += 1;
-                    true
-                });
+                }
             }
         }
         _ => {}
@@ -316,6 +313,7 @@ fn validate_value(schema: &Value, v: &Value, path: &[Seg], issues: &mut Vec<Issu
                     validate_value(item_schema, item, &child(path, Seg::Index(i)), issues);
                 }
             }
+            list_type(schema, items, path, issues);
         }
         Value::Object(m) => {
             let props = schema["properties"].as_object();
@@ -346,6 +344,45 @@ fn validate_value(schema: &Value, v: &Value, path: &[Seg], issues: &mut Vec<Issu
         _ => {}
     }
     combinators(schema, v, path, &p, issues);
+}
+
+/// `x-kubernetes-list-type: set` items and `map` keys must be unique (map keys also present).
+fn list_type(schema: &Value, items: &[Value], path: &[Seg], issues: &mut Vec<Issue>) {
+    let keys: Vec<&str> = match schema["x-kubernetes-list-type"].as_str() {
+        Some("set") => vec![],
+        Some("map") => {
+            schema["x-kubernetes-list-map-keys"].as_array().into_iter().flatten().filter_map(|k| k.as_str()).collect()
+        }
+        _ => return,
+    };
+    let mut seen: Vec<Value> = vec![];
+    for (i, item) in items.iter().enumerate() {
+        let at = child(path, Seg::Index(i));
+        let identity = if keys.is_empty() {
+            item.clone()
+        } else {
+            let missing: Vec<&&str> = keys.iter().filter(|k| item.get(**k).is_none()).collect();
+            for k in &missing {
+                issues.push(issue(&child(&at, Seg::Key(k.to_string())), "FieldValueRequired", "Required value".into()));
+            }
+            if !missing.is_empty() {
+                continue;
+            }
+            Value::Object(keys.iter().map(|k| (k.to_string(), item[*k].clone())).collect())
+        };
+        if seen.contains(&identity) {
+            let shown = match &identity {
+                Value::Object(m) => {
+                    let pairs: Vec<String> = m.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+                    format!("map[string]interface {{}}{{{}}}", pairs.join(", "))
+                }
+                other => other.to_string(),
+            };
+            issues.push(issue(&at, "FieldValueDuplicate", format!("Duplicate value: {shown}")));
+        } else {
+            seen.push(identity);
+        }
+    }
 }
 
 fn validate_string(schema: &Value, s: &str, v: &Value, path: &[Seg], p: &str, issues: &mut Vec<Issue>) {
