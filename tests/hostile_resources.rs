@@ -11,7 +11,7 @@ use lambda_deployer::Error;
 use lambda_deployer::crd::Phase;
 use lambda_deployer::trigger::decode_json;
 use serde_json::{Value, json};
-use support::{World, commit, function_arn, zip};
+use support::{World, commit, function_arn};
 use testbed::identity::{ACCOUNT_ID, ARTIFACT_BUCKET};
 use tokio::sync::Mutex;
 
@@ -27,8 +27,9 @@ struct Case {
     message: String,
     /// Text that names this case's function or artifact in any AWS call (function name or S3 key).
     marker: String,
-    /// Whether the deployer may look at the function (GetFunction) before rejecting it.
-    may_observe_function: bool,
+    /// The only AWS calls the deployer may make about it (`service:Operation`): none when the spec or policy
+    /// rejects it before anything is observed.
+    may_call: &'static [&'static str],
 }
 
 /// The exact message for an ARN outside the default ALLOWED_FUNCTION_ARNS (the deployer's own account and region).
@@ -57,7 +58,9 @@ fn calls_naming(world: &World, marker: &str) -> Vec<String> {
     let log = world.testbed.aws().calls();
     log.calls
         .iter()
-        .filter(|c| c.function.as_deref().is_some_and(|f| f.contains(marker)) || c.params.values().any(|v| v.contains(marker)))
+        .filter(|c| {
+            c.function.as_deref().is_some_and(|f| f.contains(marker)) || c.params.values().any(|v| v.contains(marker))
+        })
         .map(|c| format!("{}:{}", c.service, c.operation))
         .collect()
 }
@@ -97,8 +100,10 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
     let ghost_arn = function_arn(&ghost_fn);
     world.upload(&format!("{ghost_fn}/{c}.zip"), "ghost release").await;
 
-    let spec = |arn: &str, name: &str, commit: &str| json!({"functionARN": arn, "functionName": name, "commit": commit});
-    let lambda_arn = |region: &str, account: &str, name: &str| format!("arn:aws:lambda:{region}:{account}:function:{name}");
+    let spec =
+        |arn: &str, name: &str, commit: &str| json!({"functionARN": arn, "functionName": name, "commit": commit});
+    let lambda_arn =
+        |region: &str, account: &str, name: &str| format!("arn:aws:lambda:{region}:{account}:function:{name}");
     let shape = "is not a Lambda function ARN: expected arn:<partition>:lambda:<region>:<account-id>:function:<name>";
     let marker = |label: &str| format!("{ns}-{label}");
     let (s3_arn, qualified_arn, gcp_arn) = (
@@ -119,7 +124,7 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
             phase: Phase::Failed,
             message: invalid_arn(&s3_arn, shape),
             marker: marker("s3"),
-            may_observe_function: false,
+            may_call: &[],
         },
         Case {
             name: "qualified-arn",
@@ -127,7 +132,7 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
             phase: Phase::Failed,
             message: invalid_arn(&qualified_arn, "has a qualifier (\"live\"); deploy to the unqualified function ARN"),
             marker: marker("qualified"),
-            may_observe_function: false,
+            may_call: &[],
         },
         Case {
             name: "unknown-partition",
@@ -135,16 +140,17 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
             phase: Phase::Failed,
             message: invalid_arn(&gcp_arn, "has an unknown partition \"gcp\""),
             marker: marker("gcp"),
-            may_observe_function: false,
+            may_call: &[],
         },
         Case {
             name: "dot-dot-function-name",
             spec: spec(&function_arn(&marker("dotname")), "../x", &c),
             phase: Phase::Failed,
-            message: "spec.functionName: function name \"../x\" contains '.': only letters, digits, '-' and '_' are allowed"
-                .into(),
+            message:
+                "spec.functionName: function name \"../x\" contains '.': only letters, digits, '-' and '_' are allowed"
+                    .into(),
             marker: marker("dotname"),
-            may_observe_function: false,
+            may_call: &[],
         },
         Case {
             name: "non-hex-commit",
@@ -152,7 +158,7 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
             phase: Phase::Failed,
             message: "spec.commit: commit \"HEAD\" contains 'H': only lowercase hex digits (0-9a-f) are allowed".into(),
             marker: marker("head"),
-            may_observe_function: false,
+            may_call: &[],
         },
         Case {
             name: "short-commit",
@@ -160,7 +166,7 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
             phase: Phase::Failed,
             message: "spec.commit: commit \"abc\" is 3 hex digits long; a commit is 7 to 40".into(),
             marker: marker("short"),
-            may_observe_function: false,
+            may_call: &[],
         },
         Case {
             name: "missing-function-arn",
@@ -168,7 +174,7 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
             phase: Phase::Failed,
             message: "spec does not decode: missing field `functionARN`".into(),
             marker: marker("noarn"),
-            may_observe_function: false,
+            may_call: &[],
         },
         Case {
             name: "missing-spec",
@@ -176,7 +182,7 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
             phase: Phase::Failed,
             message: "spec does not decode: missing field `spec`".into(),
             marker: marker("missing-spec"),
-            may_observe_function: false,
+            may_call: &[],
         },
         Case {
             name: "commit-as-number",
@@ -184,7 +190,7 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
             phase: Phase::Failed,
             message: "spec does not decode: invalid type: integer `1234567`, expected a string".into(),
             marker: marker("number"),
-            may_observe_function: false,
+            may_call: &[],
         },
         Case {
             name: "other-region",
@@ -192,7 +198,7 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
             phase: Phase::Blocked,
             message: not_allowed(&eu_arn),
             marker: marker("eu"),
-            may_observe_function: false,
+            may_call: &[],
         },
         Case {
             name: "other-account",
@@ -200,7 +206,7 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
             phase: Phase::Blocked,
             message: not_allowed(&other_account_arn),
             marker: marker("other-account"),
-            may_observe_function: false,
+            may_call: &[],
         },
         Case {
             name: "other-partition",
@@ -208,7 +214,7 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
             phase: Phase::Blocked,
             message: not_allowed(&china_arn),
             marker: marker("china"),
-            may_observe_function: false,
+            may_call: &[],
         },
         Case {
             name: "artifact-key-with-dot-dot",
@@ -217,7 +223,7 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
             phase: Phase::Failed,
             message: format!("spec.artifact.key: {dot_dot_key:?} is not a usable S3 key"),
             marker: marker("dotdot"),
-            may_observe_function: false,
+            may_call: &[],
         },
         Case {
             name: "function-does-not-exist",
@@ -225,7 +231,7 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
             phase: Phase::Failed,
             message: format!("function {ghost_arn} does not exist"),
             marker: ghost_fn.clone(),
-            may_observe_function: true,
+            may_call: &["s3:HeadObject", "s3:GetObject", "lambda:GetFunction"],
         },
         Case {
             name: "artifact-not-a-zip",
@@ -235,7 +241,7 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
                 "cannot read artifact s3://{ARTIFACT_BUCKET}/{not_zip_key}: s3://{ARTIFACT_BUCKET}/{not_zip_key} is not a zip file"
             ),
             marker: not_zip_fn.clone(),
-            may_observe_function: false,
+            may_call: &["s3:HeadObject", "s3:GetObject"],
         },
         Case {
             name: "artifact-empty",
@@ -245,35 +251,31 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
                 "cannot read artifact s3://{ARTIFACT_BUCKET}/{empty_key}: s3://{ARTIFACT_BUCKET}/{empty_key} is empty (0 bytes), not a zip"
             ),
             marker: empty_fn.clone(),
-            may_observe_function: false,
+            may_call: &["s3:HeadObject"],
         },
     ];
     for case in &cases {
         store_raw(&world, case.name, &case.spec).await;
     }
-    let lambda_ops_before: Vec<(String, Vec<String>)> = cases.iter().map(|c| (c.marker.clone(), calls_naming(&world, &c.marker))).collect();
+    let calls_before: Vec<usize> = cases.iter().map(|c| calls_naming(&world, &c.marker).len()).collect();
 
     let deployer = world.deployer(&[]).await;
-    let summary = deployer.handle(&json!({"action": "sweep"}), None).await.expect("a sweep over hostile resources succeeds");
+    let summary =
+        deployer.handle(&json!({"action": "sweep"}), None).await.expect("a sweep over hostile resources succeeds");
 
     assert_eq!(summary.deployed, 1, "the healthy LD deploys: {summary:?}");
     assert_eq!(world.code_sha256(&healthy_fn).await, healthy_sha);
     assert_eq!(world.ld("healthy").await.status.and_then(|s| s.phase), Some(Phase::Deployed));
     let mut wrong = Vec::new();
-    for (case, (_, before)) in cases.iter().zip(&lambda_ops_before) {
+    for (case, &before) in cases.iter().zip(&calls_before) {
         // Read as plain JSON: a resource whose spec does not decode cannot be read through the typed client.
         let status = raw_status(&world, case.name).await;
         if status != Some((Some(case.phase), Some(case.message.clone()))) {
             wrong.push(format!("{}: status {status:?}, expected {:?} {:?}", case.name, case.phase, case.message));
         }
-        let lambda: Vec<String> = calls_naming(&world, &case.marker)
-            .into_iter()
-            .skip(before.len())
-            .filter(|op| op.starts_with("lambda:"))
-            .collect();
-        let allowed = |op: &String| case.may_observe_function && op == "lambda:GetFunction";
-        if let Some(op) = lambda.iter().find(|op| !allowed(op)) {
-            wrong.push(format!("{}: made {op} ({lambda:?})", case.name));
+        let calls: Vec<String> = calls_naming(&world, &case.marker).into_iter().skip(before).collect();
+        if let Some(op) = calls.iter().find(|op| !case.may_call.contains(&op.as_str())) {
+            wrong.push(format!("{}: made {op} ({calls:?})", case.name));
         }
     }
     assert!(wrong.is_empty(), "hostile resources mishandled:\n{}", wrong.join("\n"));
@@ -283,7 +285,8 @@ async fn every_hostile_resource_gets_a_specific_message_and_no_lambda_call_while
 /// `(phase, message)` of a stored LD read as plain JSON.
 async fn raw_status(world: &World, name: &str) -> Option<(Option<Phase>, Option<String>)> {
     let resource = kube::discovery::ApiResource::erase::<lambda_deployer::crd::LambdaDeployment>(&());
-    let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(world.admin.clone(), &world.namespace, &resource);
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(world.admin.clone(), &world.namespace, &resource);
     let object = api.get(name).await.ok()?;
     let status = object.data.get("status")?;
     let phase = status.get("phase").cloned().and_then(|p| serde_json::from_value(p).ok());
@@ -338,11 +341,12 @@ async fn every_bad_payload_is_refused_cleanly_by_a_real_deployer_without_any_lam
     let function = world.function_name("fn");
     let c = commit("hostile-payloads");
     world.apply_ld("bystander", &arn, &function, &c).await;
-    world.upload(&format!("{function}/{c}.zip"), "release").await;
-    let deployer = world.deployer(&[("WATCH_NAMESPACES", &world.namespace)]).await;
+    let (_, sha) = world.upload(&format!("{function}/{c}.zip"), "release").await;
+    let deployer = world.deployer(&[]).await;
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("tests/fixtures/bad").filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(&dir).expect("tests/fixtures/bad").filter_map(|e| e.ok().map(|e| e.path())).collect();
     files.sort();
     assert!(!files.is_empty(), "the bad-input corpus is empty");
     let lambda_calls = || world.testbed.aws().calls().calls.iter().filter(|c| c.service == "lambda").count();
@@ -374,7 +378,6 @@ async fn every_bad_payload_is_refused_cleanly_by_a_real_deployer_without_any_lam
     assert!(problems.is_empty(), "bad payloads mishandled:\n{}", problems.join("\n"));
     assert!(world.calls_to(&function, "UpdateFunctionCode").is_empty());
     // Sanity: the bystander was deployable all along.
-    let sha = zip("release").1;
     assert_eq!(deployer.handle(&json!({"action": "sweep"}), None).await.unwrap().deployed, 1);
     assert_eq!(world.code_sha256(&function).await, sha);
 }

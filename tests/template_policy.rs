@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use lambda_deployer::crd::OWNER_TAG;
 use serde_json::{Value, json};
 use testbed::identity::DEPLOYER_GROUP;
 
@@ -67,6 +68,8 @@ fn arn_text(value: &Value) -> String {
 #[derive(Debug)]
 struct Statement {
     sid: String,
+    /// The template condition the statement exists under (`Fn::If: [condition, statement, AWS::NoValue]`).
+    only_if: Option<String>,
     actions: Vec<String>,
     /// Every ARN the statement can grant, as text.
     resources: Vec<String>,
@@ -76,6 +79,11 @@ struct Statement {
 impl Statement {
     fn grants(&self, service: &str) -> bool {
         self.actions.iter().any(|a| a == "*" || a.starts_with(&format!("{service}:")))
+    }
+
+    /// The one grant IAM cannot scope: ListFunctions exists only for Resource "*".
+    fn is_list_functions(&self) -> bool {
+        self.actions == ["lambda:ListFunctions"]
     }
 }
 
@@ -88,8 +96,22 @@ fn allow_statements(template: &Value) -> Vec<Statement> {
     for kind in ["AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"] {
         documents.extend(resources_of_type(template, kind).iter().map(|(_, p)| p["PolicyDocument"].clone()));
     }
-    let statements: Vec<Value> = documents.iter().flat_map(|d| one_or_many(&d["Statement"])).collect();
-    for statement in &statements {
+    let statements: Vec<(Option<String>, Value)> = documents
+        .iter()
+        .flat_map(|d| one_or_many(&d["Statement"]))
+        .flat_map(|statement| match statement.get("Fn::If").and_then(Value::as_array) {
+            Some(branches) => {
+                let condition = branches[0].as_str().map(String::from);
+                branches[1..]
+                    .iter()
+                    .filter(|b| b.get("Sid").is_some())
+                    .map(|b| (condition.clone(), b.clone()))
+                    .collect()
+            }
+            None => vec![(None, statement)],
+        })
+        .collect();
+    for (_, statement) in &statements {
         assert!(
             statement.get("NotAction").is_none() && statement.get("NotResource").is_none(),
             "NotAction/NotResource grant everything else: {statement}"
@@ -97,9 +119,10 @@ fn allow_statements(template: &Value) -> Vec<Statement> {
     }
     statements
         .iter()
-        .filter(|s| s["Effect"] == "Allow")
-        .map(|s| Statement {
+        .filter(|(_, s)| s["Effect"] == "Allow")
+        .map(|(only_if, s)| Statement {
             sid: s["Sid"].as_str().unwrap_or("(no Sid)").to_string(),
+            only_if: only_if.clone(),
             actions: one_or_many(&s["Action"]).iter().map(|a| a.as_str().expect("action name").to_string()).collect(),
             resources: alternatives(&s["Resource"]).iter().map(arn_text).collect(),
             condition: s["Condition"].clone(),
@@ -127,10 +150,12 @@ fn is_service_wide(arn: &str) -> bool {
 }
 
 #[test]
-fn no_statement_grants_lambda_or_s3_on_every_resource_or_a_whole_service() {
+fn no_statement_grants_lambda_writes_or_s3_on_every_resource_or_a_whole_service() {
     let template = template();
-    let statements: Vec<Statement> =
-        allow_statements(&template).into_iter().filter(|s| s.grants("lambda") || s.grants("s3")).collect();
+    let statements: Vec<Statement> = allow_statements(&template)
+        .into_iter()
+        .filter(|s| (s.grants("lambda") && !s.is_list_functions()) || s.grants("s3"))
+        .collect();
     assert!(!statements.is_empty(), "the role must grant Lambda and S3 access somewhere");
     for statement in statements {
         for action in &statement.actions {
@@ -140,6 +165,23 @@ fn no_statement_grants_lambda_or_s3_on_every_resource_or_a_whole_service() {
             assert!(!is_service_wide(arn), "{}: {arn} is not scoped to a resource", statement.sid);
         }
     }
+}
+
+#[test]
+fn list_functions_is_the_only_unscoped_grant_and_exists_only_when_opted_in() {
+    let template = template();
+    let unscoped: Vec<Statement> =
+        allow_statements(&template).into_iter().filter(|s| s.resources.iter().any(|r| r == "*")).collect();
+    assert_eq!(unscoped.len(), 1, "{unscoped:?}");
+    assert!(unscoped[0].is_list_functions(), "{:?} may not be unscoped", unscoped[0].actions);
+    assert_eq!(unscoped[0].only_if.as_deref(), Some("ListFunctionsEnabled"));
+    assert_eq!(
+        template["Conditions"]["ListFunctionsEnabled"],
+        json!({ "Fn::Equals": [{ "Ref": "ListFunctions" }, "true"] })
+    );
+    assert_eq!(template["Parameters"]["ListFunctions"]["Default"], "false");
+    let told = &the_function(&template)["Environment"]["Variables"]["LIST_FUNCTIONS"];
+    assert_eq!(told, &json!({ "Ref": "ListFunctions" }), "the deployer must list only when IAM allows it");
 }
 
 #[test]
@@ -163,7 +205,8 @@ fn the_scope_check_recognises_service_wide_arns() {
 #[test]
 fn every_lambda_action_including_update_function_code_is_limited_to_the_allowed_function_arns() {
     let template = template();
-    let statements = statements_granting(&template, "lambda");
+    let statements: Vec<Statement> =
+        statements_granting(&template, "lambda").into_iter().filter(|s| !s.is_list_functions()).collect();
     let actions: Vec<&str> = statements.iter().flat_map(|s| s.actions.iter().map(String::as_str)).collect();
     for needed in ["lambda:GetFunction", "lambda:UpdateFunctionCode", "lambda:TagResource", "lambda:ListTags"] {
         assert!(actions.contains(&needed), "the deployer needs {needed}");
@@ -204,10 +247,7 @@ fn tagging_can_only_set_the_ownership_tag() {
     assert!(!tagging.is_empty());
     for statement in tagging {
         assert_eq!(statement.actions, ["lambda:TagResource"], "{}: tagging needs its own condition", statement.sid);
-        assert_eq!(
-            statement.condition,
-            json!({ "ForAllValues:StringEquals": { "aws:TagKeys": ["lambda-deployer.dev/owner"] } })
-        );
+        assert_eq!(statement.condition, json!({ "ForAllValues:StringEquals": { "aws:TagKeys": [OWNER_TAG] } }));
     }
 }
 
@@ -305,6 +345,7 @@ fn every_setting_the_deployer_reads_is_passed_from_a_parameter() {
         "MAX_CONCURRENCY",
         "NAMESPACE_POLICY",
         "WATCH_NAMESPACES",
+        "LIST_FUNCTIONS",
         "RUST_LOG",
     ] {
         assert!(variables.contains_key(name), "{name} is not set");

@@ -99,9 +99,16 @@ async fn function_with_artifact(world: &World, label: &str, release: &str) -> (S
 }
 
 /// Sweeps and an artifact event for the rival's upload, each leaving the owner's code and update count untouched.
-async fn assert_never_taken_over(deployers: &[&Deployer], rival: &World, owner: &World, function: &str, owner_sha: &str) {
+async fn assert_never_taken_over(
+    deployers: &[&Deployer],
+    rival: &World,
+    owner: &World,
+    function: &str,
+    owner_sha: &str,
+) {
     let rival_key = format!("{}/{}.zip", rival.function_name("app"), commit("owner-b"));
-    let version = rival.s3.head_object().bucket(testbed::identity::ARTIFACT_BUCKET).key(&rival_key).send().await.unwrap();
+    let version =
+        rival.s3.head_object().bucket(testbed::identity::ARTIFACT_BUCKET).key(&rival_key).send().await.unwrap();
     let event = rival.s3_event(&rival_key, version.version_id().unwrap_or_default());
     let owned = format!("function {} is owned by LambdaDeployment owner-a/app", function_arn(function));
     for (round, deployer) in deployers.iter().enumerate() {
@@ -161,8 +168,12 @@ async fn a_namespace_forbidden_to_target_a_function_cannot_block_the_namespace_a
     forbidden_ns.apply_ld("squat", &arn, &function, &release).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     allowed_ns.apply_ld("app", &arn, &function, &release).await;
-    let policy = format!("policy-owner=arn:aws:lambda:*:{ACCOUNT_ID}:function:policy-owner-*;policy-squatter=arn:aws:lambda:*:{ACCOUNT_ID}:function:policy-squatter-*");
-    let deployer = allowed_ns.deployer(&[("WATCH_NAMESPACES", "policy-owner,policy-squatter"), ("NAMESPACE_POLICY", &policy)]).await;
+    let policy = format!(
+        "policy-owner=arn:aws:lambda:*:{ACCOUNT_ID}:function:policy-owner-*;policy-squatter=arn:aws:lambda:*:{ACCOUNT_ID}:function:policy-squatter-*"
+    );
+    let deployer = allowed_ns
+        .deployer(&[("WATCH_NAMESPACES", "policy-owner,policy-squatter"), ("NAMESPACE_POLICY", &policy)])
+        .await;
 
     let summary = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
     assert_eq!(status_of(&forbidden_ns, "squat").await.0, Some(Phase::Blocked));
