@@ -9,8 +9,9 @@
 //! init under `cargo lambda watch` (spawn → its first `GET /runtime/invocation/next`) and peak RSS of a sweep of the
 //! largest fleet. Prints tables and writes `target/bench/fleet.json`.
 //!
-//! `BENCH_FLEETS=150,1000` (sizes), `BENCH_CONCURRENCY=8,32` (MAX_CONCURRENCY values for scenario a; the first is
-//! used for the others), `BENCH_COLD_RUNS=5`.
+//! `BENCH_FLEETS=150,1000` (sizes); `BENCH_CONFIGS="MAX_CONCURRENCY=8;MAX_CONCURRENCY=32;LIST_FUNCTIONS=true"`
+//! (deployer variables per configuration, `;` between configurations, `,` between variables: scenarios a and b run
+//! once per configuration, the others with the first); `BENCH_COLD_RUNS=5`.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -53,20 +54,26 @@ const ADMIN_KUBE_USER: &str = "kubernetes-admin";
 #[tokio::main]
 async fn main() -> BenchResult<()> {
     let fleets = env_list("BENCH_FLEETS", "150,1000")?;
-    let concurrency = env_list("BENCH_CONCURRENCY", "8,32")?;
+    let configs = env_configs("BENCH_CONFIGS", "MAX_CONCURRENCY=8;MAX_CONCURRENCY=32;LIST_FUNCTIONS=true")?;
     let cold_runs = env_list("BENCH_COLD_RUNS", "5")?.first().copied().unwrap_or(5);
-    if fleets.is_empty() || concurrency.is_empty() {
-        return Err("BENCH_FLEETS and BENCH_CONCURRENCY need at least one number".into());
+    if fleets.is_empty() || configs.is_empty() {
+        return Err("BENCH_FLEETS and BENCH_CONFIGS need at least one entry".into());
     }
     let in_progress = support::testbed().await.aws().config().update_in_progress_ms as f64 / 1000.0;
-    println!("fleet benchmark: testbed quotas GetFunction {GET_FUNCTION_RPS}/s, other Lambda calls {CONTROL_PLANE_RPS}/s;");
-    println!("update InProgress {in_progress:.2} s; {} CPU cores\n", std::thread::available_parallelism()?.get());
+    println!(
+        "fleet benchmark: testbed quotas GetFunction {GET_FUNCTION_RPS}/s, other Lambda calls {CONTROL_PLANE_RPS}/s;"
+    );
+    let profile = if cfg!(debug_assertions) { "debug (unoptimised: CPU-bound parts are slower)" } else { "optimised" };
+    println!(
+        "update InProgress {in_progress:.2} s; {} CPU cores; bench and binary built {profile}\n",
+        std::thread::available_parallelism()?.get()
+    );
 
     let mut reports = Vec::new();
     let mut largest = None;
     for &size in &fleets {
         let fleet = Fleet::create(size).await?;
-        let report = fleet.run(&concurrency, in_progress).await?;
+        let report = fleet.run(&configs, in_progress).await?;
         print_fleet(&report);
         reports.push(report);
         largest = Some(fleet);
@@ -80,6 +87,8 @@ async fn main() -> BenchResult<()> {
                    "listFunctionsPageSize": LIST_PAGE, "updateInProgressSeconds": in_progress},
         "floorFormula": FLOOR_DOC,
         "cpuCores": std::thread::available_parallelism()?.get(),
+        "buildProfile": if cfg!(debug_assertions) { "debug" } else { "optimised" },
+        "generatedAt": jiff::Timestamp::now().to_string(),
         "fleets": reports,
         "binary": binary,
     });
@@ -98,6 +107,28 @@ fn env_list(name: &str, default: &str) -> BenchResult<Vec<usize>> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| format!("{name}: {s:?} is not a number").into()))
         .collect()
+}
+
+/// A deployer configuration: its label (as written) and its variables.
+struct BenchConfig {
+    label: String,
+    vars: Vec<(String, String)>,
+}
+
+fn env_configs(name: &str, default: &str) -> BenchResult<Vec<BenchConfig>> {
+    let text = std::env::var(name).unwrap_or_else(|_| default.to_string());
+    let mut configs = Vec::new();
+    for label in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let vars = label
+            .split(',')
+            .map(|pair| {
+                let (key, value) = pair.split_once('=').ok_or_else(|| format!("{name}: {pair:?} is not VAR=value"))?;
+                Ok((key.trim().to_string(), value.trim().to_string()))
+            })
+            .collect::<BenchResult<Vec<_>>>()?;
+        configs.push(BenchConfig { label: label.to_string(), vars });
+    }
+    Ok(configs)
 }
 
 fn target_dir() -> PathBuf {
@@ -221,17 +252,15 @@ where
     }
     let lambda_calls = calls.iter().filter(|c| c.service == "lambda").count() as u64;
     let throttled_429 = calls.iter().filter(|c| c.status == 429).count() as u64;
-    let update_function_code = calls
-        .iter()
-        .filter(|c| c.operation == "UpdateFunctionCode" && (200..300).contains(&c.status))
-        .count() as u64;
+    let update_function_code =
+        calls.iter().filter(|c| c.operation == "UpdateFunctionCode" && (200..300).contains(&c.status)).count() as u64;
     let s3_get_object_bytes =
         calls.iter().filter(|c| c.service == "s3" && c.operation == "GetObject").map(|c| c.response_bytes).sum();
-    let requests: Vec<_> =
-        world.testbed.kube().requests().into_iter().filter(|r| r.user == actor.kube_user).collect();
+    let requests: Vec<_> = world.testbed.kube().requests().into_iter().filter(|r| r.user == actor.kube_user).collect();
     let mut kube_calls = BTreeMap::new();
     for r in &requests {
-        let resource = if r.subresource.is_empty() { r.resource.clone() } else { format!("{}/{}", r.resource, r.subresource) };
+        let resource =
+            if r.subresource.is_empty() { r.resource.clone() } else { format!("{}/{}", r.resource, r.subresource) };
         *kube_calls.entry(format!("{} {resource}", r.verb)).or_insert(0) += 1;
     }
     let status_writes = requests.iter().filter(|r| r.is_status_write()).count() as u64;
@@ -253,7 +282,8 @@ where
     let mut phases: Vec<Phase> = phases.into_values().collect();
     phases.sort_by(|a, b| a.first_s.total_cmp(&b.first_s));
     let before_first_aws_call_s = phases.first().map_or(wall_s, |p| p.first_s.max(0.0));
-    let after_last_aws_call_s = phases.iter().map(|p| p.last_s).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    let after_last_aws_call_s =
+        phases.iter().map(|p| p.last_s).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
     let after_last_aws_call_s = after_last_aws_call_s.map_or(0.0, |last| (wall_s - last).max(0.0));
     let (floor_s, floor_text) = floor(floor_input, in_progress);
     let scenario = Scenario {
@@ -363,63 +393,25 @@ impl Fleet {
         Ok(Fleet { size, world, members, setup_s })
     }
 
-    async fn deployer(&self, concurrency: usize) -> Deployer {
-        self.world.deployer(&[("MAX_CONCURRENCY", &concurrency.to_string())]).await
+    async fn deployer(&self, config: &BenchConfig) -> Deployer {
+        let vars: Vec<(&str, &str)> = config.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.world.deployer(&vars).await
     }
 
-    async fn sweep(&self, deployer: &Deployer) -> BenchResult<((), Value)> {
-        let summary = deployer.handle(&json!({"action": "sweep"}), None).await?;
-        Ok(((), serde_json::to_value(&summary)?))
-    }
-
-    async fn run(&self, concurrency: &[usize], in_progress: f64) -> BenchResult<FleetReport> {
-        let n = self.size;
+    /// Changes the code of 1% of the functions out of band (quotas off meanwhile); `round` picks other functions
+    /// each time. Returns how many.
+    async fn drift(&self, round: usize) -> BenchResult<usize> {
         let world = &self.world;
-        let actor = Actor::deployer();
-        let first = concurrency[0];
-        let config = |c: usize| format!("MAX_CONCURRENCY={c}");
-        let deployer = self.deployer(first).await;
-        let mut scenarios = Vec::new();
-
-        // The first sweep deploys everything: every function is claimed (TagResource) and updated.
-        let (s, ()) = measure(
-            world,
-            "initial sweep (deploys all)",
-            &config(first),
-            &actor,
-            FloorInput { observed: n, writes: 2 * n, confirm: true },
-            in_progress,
-            self.sweep(&deployer),
-        )
-        .await?;
-        scenarios.push(s);
-
-        // (a) Everything in sync: with the warm container, then with a new container per other concurrency value
-        // (its first invocation also resolves the cluster: one DescribeCluster).
-        for &c in concurrency {
-            let other = if c == first { None } else { Some(self.deployer(c).await) };
-            let (s, ()) = measure(
-                world,
-                "a: sweep, all in sync",
-                &config(c),
-                &actor,
-                FloorInput { observed: n, writes: 0, confirm: false },
-                in_progress,
-                self.sweep(other.as_ref().unwrap_or(&deployer)),
-            )
-            .await?;
-            scenarios.push(s);
-        }
-
-        // (b) 1% drifted out of band (quotas off while the bench drifts them).
-        let drifted: Vec<&Member> = self.members.iter().step_by(100).collect();
+        let count = ((self.size + 50) / 100).max(1);
+        let step = self.size / count;
+        let drifted: Vec<&Member> = self.members.iter().skip(round % step).step_by(step).take(count).collect();
         set_quotas(world, false);
         for (i, m) in drifted.iter().enumerate() {
             world
                 .lambda
                 .update_function_code()
                 .function_name(&m.function)
-                .zip_file(Blob::new(zip(&format!("hotfix {i}")).0))
+                .zip_file(Blob::new(zip(&format!("hotfix {round}-{i}")).0))
                 .send()
                 .await
                 .map_err(|e| format!("drifting {}: {}", m.function, aws_sdk_lambda::error::DisplayErrorContext(e)))?;
@@ -428,17 +420,64 @@ impl Fleet {
             wait_settled(&world.lambda, &m.function).await?;
         }
         set_quotas(world, true);
+        Ok(drifted.len())
+    }
+
+    async fn sweep(&self, deployer: &Deployer) -> BenchResult<((), Value)> {
+        let summary = deployer.handle(&json!({"action": "sweep"}), None).await?;
+        Ok(((), serde_json::to_value(&summary)?))
+    }
+
+    async fn run(&self, configs: &[BenchConfig], in_progress: f64) -> BenchResult<FleetReport> {
+        let n = self.size;
+        let world = &self.world;
+        let actor = Actor::deployer();
+        let first = &configs[0].label;
+        let deployer = self.deployer(&configs[0]).await;
+        let mut scenarios = Vec::new();
+
+        // The first sweep deploys everything: every function is claimed (TagResource) and updated.
         let (s, ()) = measure(
             world,
-            &format!("b: sweep, 1% drifted ({})", drifted.len()),
-            &config(first),
+            "initial sweep (deploys all)",
+            first,
             &actor,
-            FloorInput { observed: n, writes: drifted.len(), confirm: true },
+            FloorInput { observed: n, writes: 2 * n, confirm: true },
             in_progress,
             self.sweep(&deployer),
         )
         .await?;
         scenarios.push(s);
+
+        // (a) everything in sync, then (b) 1% drifted, per configuration: the first with the warm container, the
+        // others each with a new one (its first invocation also resolves the cluster: one DescribeCluster).
+        for (round, config) in configs.iter().enumerate() {
+            let other = if round == 0 { None } else { Some(self.deployer(config).await) };
+            let deployer = other.as_ref().unwrap_or(&deployer);
+            let (s, ()) = measure(
+                world,
+                "a: sweep, all in sync",
+                &config.label,
+                &actor,
+                FloorInput { observed: n, writes: 0, confirm: false },
+                in_progress,
+                self.sweep(deployer),
+            )
+            .await?;
+            scenarios.push(s);
+            let drifted = self.drift(round).await?;
+            let (s, ()) = measure(
+                world,
+                &format!("b: sweep, 1% drifted ({drifted})"),
+                &config.label,
+                &actor,
+                FloorInput { observed: n, writes: drifted, confirm: true },
+                in_progress,
+                self.sweep(deployer),
+            )
+            .await?;
+            scenarios.push(s);
+        }
 
         // (c) One S3 event: one LD moves to a new commit, CI uploads it, S3 notifies.
         let target = &self.members[n / 2];
@@ -450,7 +489,7 @@ impl Fleet {
         let (s, ()) = measure(
             world,
             &format!("c: one S3 event among {n}"),
-            &config(first),
+            first,
             &actor,
             FloorInput { observed: 1, writes: 1, confirm: true },
             in_progress,
@@ -481,7 +520,7 @@ impl Fleet {
     }
 }
 
-/// Naive over ours: wall time and UpdateFunctionCode count, against the in-sync sweep (a, first concurrency) and the
+/// Naive over ours: wall time and UpdateFunctionCode count, against the in-sync sweep (a, first configuration) and the
 /// 1%-drifted one (b). A ratio over zero is reported as null with the counts.
 fn compare(scenarios: &[Scenario]) -> Value {
     let find = |prefix: &str| scenarios.iter().find(|s| s.name.starts_with(prefix));
@@ -655,17 +694,31 @@ fn sizes() -> Value {
     let lambda_dir = target_dir().join("lambda");
     let bootstrap = lambda_dir.join("lambda-deployer/bootstrap");
     let package = lambda_dir.join("lambda-deployer.zip");
-    let host = Path::new(env!("CARGO_BIN_EXE_lambda-deployer"));
+    let host = Path::new(env!("CARGO_BIN_EXE_lambda-deployer")).to_path_buf();
     let size = |p: &Path| std::fs::metadata(p).ok().map(|m| m.len());
+    // No package yet (`make build` without `make package`): zip the bootstrap here exactly as `make package` does.
+    let package = if !package.exists() && bootstrap.exists() {
+        let zipped = target_dir().join("bench/lambda-deployer.zip");
+        let script = "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED, compresslevel=9); \
+                      z.write(sys.argv[2], 'bootstrap'); z.close()";
+        let made = Command::new("python3").args(["-c", script]).arg(&zipped).arg(&bootstrap).status();
+        if made.is_ok_and(|status| status.success()) { zipped } else { package }
+    } else {
+        package
+    };
     let mut out = serde_json::Map::new();
-    for (label, path) in [("arm64Bootstrap", &bootstrap), ("arm64Zip", &package), ("hostBinary", &host.to_path_buf())] {
+    for (label, path) in [("arm64Bootstrap", &bootstrap), ("arm64Zip", &package), ("hostBinary", &host)] {
         match size(path) {
             Some(bytes) => {
                 println!("{label:<16} {:>10} bytes ({:.1} MiB)  {}", bytes, bytes as f64 / 1048576.0, path.display());
                 out.insert(label.into(), json!({"bytes": bytes, "path": path.display().to_string()}));
             }
             None => {
-                println!("{label:<16} {:>10}  {} is missing: run `make package` (arm64 bootstrap + zip)", "-", path.display());
+                println!(
+                    "{label:<16} {:>10}  {} is missing: run `make package` (arm64 bootstrap + zip)",
+                    "-",
+                    path.display()
+                );
                 out.insert(label.into(), json!(null));
             }
         }
@@ -733,8 +786,10 @@ async fn binary_runtime(fleet: &Fleet, runs: usize) -> BenchResult<Value> {
         .output()?;
     let sweep_s = started.elapsed().as_secs_f64();
     let text = String::from_utf8_lossy(&output.stdout).to_string();
-    let summary: Value =
-        text.find('{').and_then(|i| serde_json::from_str(text[i..].trim()).ok()).unwrap_or_else(|| json!({"raw": text}));
+    let summary: Value = text
+        .find('{')
+        .and_then(|i| serde_json::from_str(text[i..].trim()).ok())
+        .unwrap_or_else(|| json!({"raw": text}));
     let hwm_after_sweep = vm_hwm_kib(pid)?;
     let mut sorted = init_ms.clone();
     sorted.sort_by(f64::total_cmp);

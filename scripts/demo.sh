@@ -174,7 +174,7 @@ step "Result"
 show kubectl get ld -A
 last=${lds[-1]}
 echo "CI can wait for its commit to be live:"
-show kubectl wait "ld/${last#*/}" -n "${last%%/*}" --for=jsonpath='{.status.deployedCommit}'="${commit[$last]}" --timeout=10s
+show kubectl wait "ld/${last#*/}" -n "${last%%/*}" --for=jsonpath='{.status.deployedCommit}'="${commit[$last]}" --timeout=10s || true
 printf '\n%-30s %-46s %-46s %s\n' LAMBDADEPLOYMENT "CODESHA256 BEFORE" "CODESHA256 AFTER" "RUNS ITS COMMIT"
 ok=true
 for ld in "${lds[@]}"; do

@@ -57,18 +57,24 @@ impl ArtifactStore {
             etag: head.e_tag().map(String::from),
             sha256: String::new(),
         };
+        if let Some(known) = known.filter(|known| same_object(known, &artifact) && !known.sha256.is_empty()) {
+            artifact.sha256 = known.sha256.clone();
+            return Observed::Found(artifact);
+        }
         let full_object_checksum = head
             .checksum_sha256()
             .filter(|_| matches!(head.checksum_type(), None | Some(ChecksumType::FullObject)))
             // A multipart composite checksum looks like "<base64>-<parts>": not the object's hash.
             .filter(|checksum| !checksum.contains('-'));
         if let Some(checksum) = full_object_checksum {
-            artifact.sha256 = checksum.to_string();
-            return Observed::Found(artifact);
-        }
-        if let Some(known) = known.filter(|known| same_object(known, &artifact) && !known.sha256.is_empty()) {
-            artifact.sha256 = known.sha256.clone();
-            return Observed::Found(artifact);
+            // The checksum spares the download, not the check that Lambda will be able to unzip it.
+            return match self.read_signature(&artifact, deadline, stats).await {
+                Ok(()) => {
+                    artifact.sha256 = checksum.to_string();
+                    Observed::Found(artifact)
+                }
+                Err(reason) => Observed::Failed(reason),
+            };
         }
         match self.hash(&artifact, deadline, stats).await {
             Ok(sha256) => {
@@ -77,6 +83,29 @@ impl ArtifactStore {
             }
             Err(reason) => Observed::Failed(reason),
         }
+    }
+
+    /// Reads the first bytes of exactly the observed version: a zip starts with `PK`.
+    async fn read_signature(&self, artifact: &ArtifactStatus, deadline: Option<Instant>, stats: &RetryStats) -> Result<(), String> {
+        let (bucket, key) = (&artifact.bucket, &artifact.key);
+        let object = with_retry(None, deadline, stats, || async {
+            self.s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .set_version_id(artifact.version_id.clone())
+                .range("bytes=0-3")
+                .send()
+                .await
+                .map_err(|e| aws_error("s3", "GetObject", e))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let head = object.body.collect().await.map_err(|e| format!("reading s3://{bucket}/{key}: {e}"))?.into_bytes();
+        if !head.starts_with(b"PK") {
+            return Err(format!("s3://{bucket}/{key} is not a zip file"));
+        }
+        Ok(())
     }
 
     /// Downloads exactly the observed version and hashes it as Lambda will (base64 of the SHA-256 digest).

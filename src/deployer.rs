@@ -32,6 +32,12 @@ pub struct Identity {
     pub region: String,
 }
 
+/// One pass over one resource's spec: an outcome, or the newer spec to start again with.
+enum Step {
+    Done(Outcome),
+    Superseded(Listed),
+}
+
 /// How many times one LD may lose a race (conflict, stale revision, concurrent claim) before giving up for now.
 const MAX_RACES: u32 = 4;
 /// At most this many error messages are returned in the summary; all are logged.
@@ -130,7 +136,7 @@ impl Deployer {
             Trigger::Artifacts(events) => self.artifact_targets(&client, events, &mut summary).await?,
         };
         summary.considered = targets.len();
-        let rivals = preferred_rivals(&targets);
+        let rivals = preferred_rivals(&targets, &self.policy());
         let listed = match &trigger {
             Trigger::Artifacts(_) => HashMap::new(),
             _ => self.list_functions(targets.len(), deadline).await,
@@ -142,10 +148,7 @@ impl Deployer {
                     Listed::Valid(ld) => listed.get(&ld.spec.function_arn),
                     Listed::Undecodable { .. } => None,
                 };
-                async move {
-                    let outcome = self.reconcile(&target, rival, prefetched, dry_run, deadline).await;
-                    (target, outcome)
-                }
+                self.reconcile(&client, target, rival, prefetched, dry_run, deadline)
             })
             .buffer_unordered(self.config.max_concurrency)
             .collect()
@@ -224,21 +227,51 @@ impl Deployer {
         }
     }
 
-    /// Observe → plan → act for one resource until the decision is final.
+    /// Observe → plan → act for one resource until the decision is final. Returns the resource as last read (it is
+    /// re-read before deploying) with the outcome.
     async fn reconcile(
         &self,
-        target: &Listed,
+        client: &kube::Client,
+        target: Listed,
         rival: Option<&str>,
         prefetched: Option<&FunctionState>,
         dry_run: bool,
         deadline: Option<Instant>,
-    ) -> Outcome {
-        let ld = match target {
-            Listed::Valid(ld) => ld,
-            Listed::Undecodable { reason, .. } => return Outcome::Invalid { message: reason.clone() },
-        };
+    ) -> (Listed, Outcome) {
+        let mut target = target;
+        let mut prefetched = prefetched;
+        for _ in 0..MAX_RACES {
+            let ld = match &target {
+                Listed::Valid(ld) => ld,
+                Listed::Undecodable { reason, .. } => {
+                    let outcome = Outcome::Invalid { message: reason.clone() };
+                    return (target, outcome);
+                }
+            };
+            match self.reconcile_spec(client, ld, rival, prefetched, dry_run, deadline).await {
+                Step::Done(outcome) => return (target, outcome),
+                Step::Superseded(fresh) => {
+                    tracing::info!(resource = %ld.key(), "spec changed during the invocation; deciding again");
+                    target = fresh;
+                    prefetched = None;
+                }
+            }
+        }
+        let message = "the resource kept changing during the invocation; the next sweep picks it up".to_string();
+        (target, Outcome::Deploying { message })
+    }
+
+    async fn reconcile_spec(
+        &self,
+        client: &kube::Client,
+        ld: &LambdaDeployment,
+        rival: Option<&str>,
+        prefetched: Option<&FunctionState>,
+        dry_run: bool,
+        deadline: Option<Instant>,
+    ) -> Step {
         if deadline.is_some_and(|deadline| Instant::now() + self.config.deadline_margin >= deadline) {
-            return Outcome::Skipped;
+            return Step::Done(Outcome::Skipped);
         }
         let policy = self.policy();
         let arn = ld.spec.function_arn.as_str();
@@ -247,11 +280,12 @@ impl Deployer {
         let mut artifact = Observed::NotObserved;
         let mut function = prefetched.map_or(Observed::NotObserved, |listed| Observed::Found(listed.clone()));
         let mut races = 0;
+        let done = Step::Done;
         loop {
             let decision = plan::plan(&Input { ld, artifact: &artifact, function: &function, preferred_rival: rival, policy: &policy });
             tracing::debug!(resource = %me, ?decision, "planned");
             if dry_run && !matches!(decision, Decision::ObserveArtifact { .. } | Decision::ObserveFunction) {
-                return Outcome::Planned { decision: report::describe(&decision) };
+                return done(Outcome::Planned { decision: report::describe(&decision) });
             }
             match decision {
                 Decision::ObserveArtifact { bucket, key } => {
@@ -261,40 +295,58 @@ impl Deployer {
                 Decision::ObserveFunction => function = self.functions.observe(arn, deadline, stats).await,
                 Decision::UpToDate { artifact, claim } => {
                     if claim && let Err(err) = self.functions.claim(arn, &me, deadline, stats).await {
-                        return Outcome::Failed { message: format!("cannot tag {arn} as owned by {me}: {err}") };
+                        return done(Outcome::Failed { message: format!("cannot tag {arn} as owned by {me}: {err}") });
                     }
-                    return Outcome::UpToDate { artifact };
+                    return done(Outcome::UpToDate { artifact });
                 }
                 Decision::Deploy { artifact: wanted, revision_id, claim, drift } => {
                     let attempt = if claim {
                         self.functions.claim(arn, &me, deadline, stats).await
                     } else {
+                        // A spec listed seconds or minutes ago may be stale: never deploy a commit the user replaced.
+                        if let Some(step) = self.superseded(client, ld).await {
+                            return step;
+                        }
                         self.functions.update_code(arn, &wanted, &revision_id, deadline, stats).await
                     };
                     match attempt {
                         // Claimed: look again, so ownership and the revision are confirmed before deploying.
                         Ok(()) if claim => function = Observed::NotObserved,
-                        Ok(()) => return self.settle(arn, wanted, drift, deadline).await,
+                        Ok(()) => return done(self.settle(arn, wanted, drift, deadline).await),
                         Err(err) if lost_race(&err) && races < MAX_RACES => {
                             races += 1;
                             tracing::info!(resource = %me, error = %err, "lost a race; re-observing");
                             function = self.functions.wait_until_settled(arn, self.config.update_timeout, deadline, stats).await;
                         }
-                        Err(err) => return Outcome::Failed { message: err.to_string() },
+                        Err(err) => return done(Outcome::Failed { message: err.to_string() }),
                     }
                 }
                 Decision::WaitForFunction { reason } => {
                     if races >= MAX_RACES {
-                        return Outcome::Deploying { message: reason };
+                        return done(Outcome::Deploying { message: reason });
                     }
                     races += 1;
                     function = self.functions.wait_until_settled(arn, self.config.update_timeout, deadline, stats).await;
                 }
-                Decision::WaitForArtifact { bucket, key } => return Outcome::WaitingForArtifact { bucket, key },
-                Decision::Blocked(message) => return Outcome::Blocked { message },
-                Decision::Invalid(message) => return Outcome::Invalid { message },
-                Decision::Failed(message) => return Outcome::Failed { message },
-                Decision::Suspended => return Outcome::Suspended,
+                Decision::WaitForArtifact { bucket, key } => return done(Outcome::WaitingForArtifact { bucket, key }),
+                Decision::Blocked(message) => return done(Outcome::Blocked { message }),
+                Decision::Invalid(message) => return done(Outcome::Invalid { message }),
+                Decision::Failed(message) => return done(Outcome::Failed { message }),
+                Decision::Suspended => return done(Outcome::Suspended),
+            }
+        }
+    }
+
+    /// Re-reads the resource. `Some` when it changed (decide again on the new spec) or was deleted (do nothing);
+    /// `None` when it is unchanged, or when it cannot be read (then the listed spec is all we know).
+    async fn superseded(&self, client: &kube::Client, ld: &LambdaDeployment) -> Option<Step> {
+        match resources::get(client, &ld.metadata).await {
+            Ok(Some(fresh)) if fresh.metadata().generation != ld.metadata.generation => Some(Step::Superseded(fresh)),
+            Ok(Some(_)) => None,
+            Ok(None) => Some(Step::Done(Outcome::Skipped)),
+            Err(err) => {
+                tracing::warn!(resource = %ld.key(), error = %err, "cannot re-read the resource before deploying");
+                None
             }
         }
     }
@@ -388,12 +440,14 @@ fn resource_key(metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Objec
     format!("{}/{}", metadata.namespace.as_deref().unwrap_or_default(), metadata.name.as_deref().unwrap_or_default())
 }
 
-/// For each LambdaDeployment that shares its function with an older one, the older one's key. Creation order (then
-/// name) decides deterministically, so two resources never take turns deploying.
-fn preferred_rivals(targets: &[Listed]) -> HashMap<String, String> {
+/// For each LambdaDeployment that shares its function with an older eligible one, the older one's key. Creation
+/// order (then name) decides deterministically, so two resources never take turns deploying.
+fn preferred_rivals(targets: &[Listed], policy: &Policy) -> HashMap<String, String> {
     let mut by_function: HashMap<&str, Vec<&LambdaDeployment>> = HashMap::new();
     for target in targets {
-        if let Listed::Valid(ld) = target {
+        if let Listed::Valid(ld) = target
+            && plan::eligible(ld, policy)
+        {
             by_function.entry(ld.spec.function_arn.as_str()).or_default().push(ld);
         }
     }

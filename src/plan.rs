@@ -99,6 +99,12 @@ pub fn validate(ld: &LambdaDeployment) -> Result<FunctionArn, String> {
     FunctionArn::parse(&spec.function_arn).map_err(|e| format!("spec.functionARN: {e}"))
 }
 
+/// Whether this resource may deploy at all (valid and allowed). Only such resources compete for a function: one
+/// that can never deploy must not block one that can.
+pub fn eligible(ld: &LambdaDeployment, policy: &Policy) -> bool {
+    validate(ld).is_ok_and(|arn| authorize(ld, &arn, policy).is_ok())
+}
+
 fn authorize(ld: &LambdaDeployment, arn: &FunctionArn, policy: &Policy) -> Result<(), String> {
     let arn_text = arn.to_string();
     if !policy.allowed_function_arns.iter().any(|glob| glob.matches(&arn_text)) {
@@ -147,19 +153,15 @@ pub fn plan(input: &Input) -> Decision {
         return Decision::ObserveFunction;
     }
     let me = ld.key();
-    let claim = match (&function.owner, input.preferred_rival) {
-        // A listed function's tags are unknown; it already runs our artifact, so there is nothing to claim now.
-        (None, None) if !function.detailed => false,
-        (Some(owner), _) if *owner != me => {
+    // The owner is the tagged LambdaDeployment, else the oldest eligible one. One message for both, so a rival's
+    // status does not change when the owner's tag lands in the middle of a sweep.
+    let claim = match function.owner.as_deref().or(input.preferred_rival) {
+        Some(owner) if owner != me => {
             return Decision::Blocked(format!("function {arn} is owned by LambdaDeployment {owner}"));
         }
-        (Some(_), _) => false,
-        (None, Some(rival)) => {
-            return Decision::Blocked(format!(
-                "function {arn} is also targeted by LambdaDeployment {rival}, which was created first"
-            ));
-        }
-        (None, None) => true,
+        Some(_) => false,
+        // A listed function's tags are unknown; it already runs our artifact, so there is nothing to claim now.
+        None => function.detailed,
     };
     // Settle first: during an update CodeSha256 already names the new code, which may yet fail.
     if function.last_update_status == "InProgress" || function.state == "Pending" {
@@ -267,7 +269,7 @@ mod tests {
                 ..case("code changed under a deployed commit is drift", deploy(false, true))
             },
             Case { function: Observed::Found(function("OLD", Some("team-b/orders"))), ..case("a function owned by another LD is blocked", Decision::Blocked(blocked_owner)) },
-            Case { function: Observed::Found(function("OLD", None)), rival: Some("team-b/first"), ..case("an unowned function targeted by an older LD is blocked", Decision::Blocked(format!("function {ARN} is also targeted by LambdaDeployment team-b/first, which was created first"))) },
+            Case { function: Observed::Found(function("OLD", None)), rival: Some("team-b/first"), ..case("an unowned function targeted by an older LD is blocked", Decision::Blocked(format!("function {ARN} is owned by LambdaDeployment team-b/first"))) },
             Case { function: Observed::Found(function("OLD", Some("team-a/orders"))), rival: Some("team-b/first"), ..case("the owner tag beats creation order", deploy(false, false)) },
             Case { function: Observed::Missing, ..case("a missing function fails", Decision::Failed(format!("function {ARN} does not exist"))) },
             Case { function: Observed::Found(FunctionState { last_update_status: "InProgress".into(), ..function("OLD", Some("team-a/orders")) }), ..case("a busy function is left for the next sweep", Decision::WaitForFunction { reason: format!("function {ARN} is being updated by someone else") }) },

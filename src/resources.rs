@@ -86,6 +86,15 @@ pub async fn list(client: &kube::Client, namespaces: Option<&[String]>, field_se
     Ok(listed)
 }
 
+/// Reads one LambdaDeployment again; `None` if it no longer exists.
+pub async fn get(client: &kube::Client, metadata: &ObjectMeta) -> Result<Option<Listed>> {
+    let namespace = metadata.namespace.as_deref().unwrap_or_default();
+    let name = metadata.name.as_deref().unwrap_or_default();
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &api_resource());
+    let object = api.get_opt(name).await.map_err(|e| kube_error(&format!("reading {namespace}/{name}"), e))?;
+    Ok(object.map(decode))
+}
+
 /// Writes the status with a merge patch on the status subresource. Fields the new status no longer has are
 /// removed explicitly (a merge patch only removes what it sets to null).
 pub async fn write_status(

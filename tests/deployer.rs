@@ -326,8 +326,10 @@ async fn artifact_hashes_come_from_s3_checksums_or_one_download_remembered_on_th
     for _ in 0..3 {
         deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
     }
-    assert_eq!(world.downloads(&with_checksum), 0, "the full-object checksum is used, nothing downloaded");
-    assert_eq!(world.downloads(&plain), 1, "hashed once, then remembered by version on the status");
+    assert_eq!(world.downloads(&with_checksum), (1, 4), "the checksum is used; only the zip signature is read, once");
+    let (downloads, bytes) = world.downloads(&plain);
+    assert_eq!(downloads, 1, "hashed once, then remembered by version on the status");
+    assert!(bytes > 100, "the whole object was hashed: {bytes} bytes");
     assert_eq!(world.ld("plain").await.status.unwrap().phase, Some(Phase::Deployed));
 
     // A re-upload to the same key is a new version: hashed (once) and deployed.
@@ -335,7 +337,7 @@ async fn artifact_hashes_come_from_s3_checksums_or_one_download_remembered_on_th
     let summary = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
     assert_eq!(summary.deployed, 1);
     assert_eq!(world.code_sha256(&function).await, sha);
-    assert_eq!(world.downloads(&plain), 2);
+    assert_eq!(world.downloads(&plain).0, 2);
 }
 
 #[tokio::test]

@@ -392,10 +392,11 @@ impl World {
         (out.version_id().unwrap_or_default().to_string(), sha)
     }
 
-    /// S3 GetObject calls (downloads) of one key through the AWS layer.
-    pub fn downloads(&self, key: &str) -> usize {
+    /// S3 GetObject calls of one key through the AWS layer, and the bytes they returned.
+    pub fn downloads(&self, key: &str) -> (usize, u64) {
         let log = self.testbed.aws().calls();
-        log.of("s3", "GetObject").filter(|c| c.params.get("Key").map(String::as_str) == Some(key)).count()
+        let calls: Vec<_> = log.of("s3", "GetObject").filter(|c| c.params.get("Key").map(String::as_str) == Some(key)).collect();
+        (calls.len(), calls.iter().map(|c| c.response_bytes).sum())
     }
 
     /// Kubernetes API requests the deployer made in this test's namespace.
