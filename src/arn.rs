@@ -36,11 +36,18 @@ impl FunctionArn {
         if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("{arn:?} has an invalid account id {account:?} (12 digits expected)"));
         }
-        if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        if name.is_empty()
+            || name.len() > 64
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err(format!("{arn:?} has an invalid function name {name:?}"));
         }
-        Ok(FunctionArn { partition: partition.into(), region: region.into(), account: account.into(), name: name.into() })
+        Ok(FunctionArn {
+            partition: partition.into(),
+            region: region.into(),
+            account: account.into(),
+            name: name.into(),
+        })
     }
 }
 
@@ -101,7 +108,10 @@ mod tests {
     #[test]
     fn a_plain_function_arn_parses_into_its_parts() {
         let arn = FunctionArn::parse("arn:aws:lambda:us-east-1:123456789012:function:orders-prod").unwrap();
-        assert_eq!((arn.partition.as_str(), arn.region.as_str(), arn.account.as_str()), ("aws", "us-east-1", "123456789012"));
+        assert_eq!(
+            (arn.partition.as_str(), arn.region.as_str(), arn.account.as_str()),
+            ("aws", "us-east-1", "123456789012")
+        );
         assert_eq!(arn.name, "orders-prod");
         assert_eq!(arn.to_string(), "arn:aws:lambda:us-east-1:123456789012:function:orders-prod");
     }

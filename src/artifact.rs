@@ -86,7 +86,12 @@ impl ArtifactStore {
     }
 
     /// Reads the first bytes of exactly the observed version: a zip starts with `PK`.
-    async fn read_signature(&self, artifact: &ArtifactStatus, deadline: Option<Instant>, stats: &RetryStats) -> Result<(), String> {
+    async fn read_signature(
+        &self,
+        artifact: &ArtifactStatus,
+        deadline: Option<Instant>,
+        stats: &RetryStats,
+    ) -> Result<(), String> {
         let (bucket, key) = (&artifact.bucket, &artifact.key);
         let object = with_retry(None, deadline, stats, || async {
             self.s3
@@ -109,7 +114,12 @@ impl ArtifactStore {
     }
 
     /// Downloads exactly the observed version and hashes it as Lambda will (base64 of the SHA-256 digest).
-    async fn hash(&self, artifact: &ArtifactStatus, deadline: Option<Instant>, stats: &RetryStats) -> Result<String, String> {
+    async fn hash(
+        &self,
+        artifact: &ArtifactStatus,
+        deadline: Option<Instant>,
+        stats: &RetryStats,
+    ) -> Result<String, String> {
         let (bucket, key) = (&artifact.bucket, &artifact.key);
         let object = with_retry(None, deadline, stats, || async {
             self.s3

@@ -24,7 +24,11 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn per_second(rate: u32, burst: u32) -> RateLimiter {
-        RateLimiter { interval: Duration::from_secs(1) / rate.max(1), burst: burst.max(1), next: Mutex::new(Instant::now()) }
+        RateLimiter {
+            interval: Duration::from_secs(1) / rate.max(1),
+            burst: burst.max(1),
+            next: Mutex::new(Instant::now()),
+        }
     }
 
     /// Waits for a slot (GCRA): one request per interval on average; up to `burst` may start at once after idling.

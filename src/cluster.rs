@@ -51,10 +51,16 @@ impl Cluster {
     async fn eks_client(&self, cluster_name: &str) -> Result<kube::Client> {
         let described = self.eks.describe_cluster().name(cluster_name).send().await.map_err(|e| {
             let err = crate::aws::aws_error("eks", "DescribeCluster", e);
-            Error::Kube { message: format!("cannot describe EKS cluster {cluster_name:?}: {err}"), status: None, retryable: err.is_retryable() }
+            Error::Kube {
+                message: format!("cannot describe EKS cluster {cluster_name:?}: {err}"),
+                status: None,
+                retryable: err.is_retryable(),
+            }
         })?;
-        let cluster = described.cluster().ok_or_else(|| cluster_error(cluster_name, "DescribeCluster returned no cluster"))?;
-        let endpoint = cluster.endpoint().ok_or_else(|| cluster_error(cluster_name, "the cluster has no endpoint yet"))?;
+        let cluster =
+            described.cluster().ok_or_else(|| cluster_error(cluster_name, "DescribeCluster returned no cluster"))?;
+        let endpoint =
+            cluster.endpoint().ok_or_else(|| cluster_error(cluster_name, "the cluster has no endpoint yet"))?;
         let ca_base64 = cluster
             .certificate_authority()
             .and_then(|ca| ca.data())
@@ -119,8 +125,9 @@ pub fn eks_token(
         .build()
         .map_err(|e| signing_error(&e))?
         .into();
-    let signable = SignableRequest::new("GET", &url, [("x-k8s-aws-id", cluster_name)].into_iter(), SignableBody::Bytes(&[]))
-        .map_err(|e| signing_error(&e))?;
+    let signable =
+        SignableRequest::new("GET", &url, [("x-k8s-aws-id", cluster_name)].into_iter(), SignableBody::Bytes(&[]))
+            .map_err(|e| signing_error(&e))?;
     let (instructions, _signature) = sign(signable, &params).map_err(|e| signing_error(&e))?.into_parts();
     let mut request = http::Request::builder().uri(&url).body(()).map_err(|e| signing_error(&e))?;
     instructions.apply_to_request_http1x(&mut request);

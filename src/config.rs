@@ -76,7 +76,9 @@ impl Config {
             None => KeyTemplate::default(),
         };
         let allowed_function_arns = non_empty("ALLOWED_FUNCTION_ARNS")
-            .map(|list| list.split(',').filter(|p| !p.trim().is_empty()).map(ArnGlob::new).collect::<Result<Vec<_>, _>>())
+            .map(|list| {
+                list.split(',').filter(|p| !p.trim().is_empty()).map(ArnGlob::new).collect::<Result<Vec<_>, _>>()
+            })
             .transpose()
             .map_err(|reason| Error::config("ALLOWED_FUNCTION_ARNS", reason))?;
         let namespace_policy = non_empty("NAMESPACE_POLICY")
@@ -86,10 +88,18 @@ impl Config {
         let max_concurrency = parse_number(non_empty("MAX_CONCURRENCY"), "MAX_CONCURRENCY", 8, 1..=64)? as usize;
         let watch_namespaces = non_empty("WATCH_NAMESPACES")
             .map(|list| list.split(',').map(str::trim).filter(|ns| !ns.is_empty()).map(String::from).collect());
-        let deadline_margin =
-            Duration::from_secs(parse_number(non_empty("DEADLINE_MARGIN_SECONDS"), "DEADLINE_MARGIN_SECONDS", 20, 0..=600)?);
-        let update_timeout =
-            Duration::from_secs(parse_number(non_empty("UPDATE_TIMEOUT_SECONDS"), "UPDATE_TIMEOUT_SECONDS", 60, 1..=600)?);
+        let deadline_margin = Duration::from_secs(parse_number(
+            non_empty("DEADLINE_MARGIN_SECONDS"),
+            "DEADLINE_MARGIN_SECONDS",
+            20,
+            0..=600,
+        )?);
+        let update_timeout = Duration::from_secs(parse_number(
+            non_empty("UPDATE_TIMEOUT_SECONDS"),
+            "UPDATE_TIMEOUT_SECONDS",
+            60,
+            1..=600,
+        )?);
         let list_functions = match non_empty("LIST_FUNCTIONS").as_deref() {
             None | Some("false") => false,
             Some("true") => true,
@@ -167,11 +177,12 @@ mod tests {
             (&[("NAMESPACE_POLICY", "team-a")], "NAMESPACE_POLICY"),
         ];
         for (overrides, variable) in cases {
-            let mut vars: Vec<(&str, &str)> = if overrides.iter().any(|(k, _)| *k == "CLUSTER_NAME" || *k == "ARTIFACT_BUCKET") {
-                Vec::new()
-            } else {
-                base.to_vec()
-            };
+            let mut vars: Vec<(&str, &str)> =
+                if overrides.iter().any(|(k, _)| *k == "CLUSTER_NAME" || *k == "ARTIFACT_BUCKET") {
+                    Vec::new()
+                } else {
+                    base.to_vec()
+                };
             vars.extend_from_slice(overrides);
             let err = config(&vars).unwrap_err().to_string();
             assert!(err.contains(variable), "{overrides:?}: {err}");
@@ -185,7 +196,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(policy.patterns_for("team-a").map(<[_]>::len), Some(2));
-        assert!(policy.patterns_for("team-b").unwrap()[0].matches("arn:aws:lambda:us-east-1:222222222222:function:b-x"));
+        assert!(
+            policy.patterns_for("team-b").unwrap()[0].matches("arn:aws:lambda:us-east-1:222222222222:function:b-x")
+        );
         assert!(policy.patterns_for("team-c").is_none());
     }
 }

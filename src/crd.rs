@@ -155,7 +155,11 @@ impl Phase {
 impl LambdaDeployment {
     /// `namespace/name`: how logs, Events and the owner tag name this resource.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.metadata.namespace.as_deref().unwrap_or_default(), self.metadata.name.as_deref().unwrap_or_default())
+        format!(
+            "{}/{}",
+            self.metadata.namespace.as_deref().unwrap_or_default(),
+            self.metadata.name.as_deref().unwrap_or_default()
+        )
     }
 }
 

@@ -107,13 +107,17 @@ impl Deployer {
     /// Resolves the deployer's own identity (account, partition) once per container.
     pub async fn identity(sdk: &aws_config::SdkConfig) -> Result<Identity> {
         let sts = aws_sdk_sts::Client::new(sdk);
-        let caller = sts.get_caller_identity().send().await.map_err(|e| crate::aws::aws_error("sts", "GetCallerIdentity", e))?;
+        let caller =
+            sts.get_caller_identity().send().await.map_err(|e| crate::aws::aws_error("sts", "GetCallerIdentity", e))?;
         let arn = caller.arn().unwrap_or_default();
         let partition = arn.split(':').nth(1).filter(|p| !p.is_empty()).unwrap_or("aws");
         Ok(Identity {
             account: caller.account().unwrap_or_default().to_string(),
             partition: partition.to_string(),
-            region: sdk.region().map(|r| r.to_string()).ok_or_else(|| Error::config("AWS_REGION", "no region configured"))?,
+            region: sdk
+                .region()
+                .map(|r| r.to_string())
+                .ok_or_else(|| Error::config("AWS_REGION", "no region configured"))?,
         })
     }
 
@@ -122,7 +126,8 @@ impl Deployer {
     pub async fn handle(&self, payload: &Value, deadline: Option<Instant>) -> Result<Summary> {
         let started = Instant::now();
         let retries_before = self.stats.retries.load(Ordering::Relaxed);
-        let trigger = trigger::decode(payload).inspect_err(|err| tracing::error!(error = %err, "rejected invocation"))?;
+        let trigger =
+            trigger::decode(payload).inspect_err(|err| tracing::error!(error = %err, "rejected invocation"))?;
         let dry_run = matches!(trigger, Trigger::Plan { .. });
         let mut summary = Summary { trigger: trigger.kind().to_string(), dry_run, ..Summary::default() };
         let client = self.cluster.client().await?;
@@ -164,7 +169,12 @@ impl Deployer {
 
     /// The LambdaDeployments an upload concerns: those whose functionName and commit the key names (selected by
     /// the server through the CRD's selectableFields, else listed and filtered here) and whose artifact is that object.
-    async fn artifact_targets(&self, client: &kube::Client, events: &[ArtifactEvent], summary: &mut Summary) -> Result<Vec<Listed>> {
+    async fn artifact_targets(
+        &self,
+        client: &kube::Client,
+        events: &[ArtifactEvent],
+        summary: &mut Summary,
+    ) -> Result<Vec<Listed>> {
         let mut targets: Vec<Listed> = Vec::new();
         for event in events {
             if event.bucket != self.config.artifact_bucket {
@@ -282,7 +292,13 @@ impl Deployer {
         let mut races = 0;
         let done = Step::Done;
         loop {
-            let decision = plan::plan(&Input { ld, artifact: &artifact, function: &function, preferred_rival: rival, policy: &policy });
+            let decision = plan::plan(&Input {
+                ld,
+                artifact: &artifact,
+                function: &function,
+                preferred_rival: rival,
+                policy: &policy,
+            });
             tracing::debug!(resource = %me, ?decision, "planned");
             if dry_run && !matches!(decision, Decision::ObserveArtifact { .. } | Decision::ObserveFunction) {
                 return done(Outcome::Planned { decision: report::describe(&decision) });
@@ -316,7 +332,10 @@ impl Deployer {
                         Err(err) if lost_race(&err) && races < MAX_RACES => {
                             races += 1;
                             tracing::info!(resource = %me, error = %err, "lost a race; re-observing");
-                            function = self.functions.wait_until_settled(arn, self.config.update_timeout, deadline, stats).await;
+                            function = self
+                                .functions
+                                .wait_until_settled(arn, self.config.update_timeout, deadline, stats)
+                                .await;
                         }
                         Err(err) => return done(Outcome::Failed { message: err.to_string() }),
                     }
@@ -326,7 +345,8 @@ impl Deployer {
                         return done(Outcome::Deploying { message: reason });
                     }
                     races += 1;
-                    function = self.functions.wait_until_settled(arn, self.config.update_timeout, deadline, stats).await;
+                    function =
+                        self.functions.wait_until_settled(arn, self.config.update_timeout, deadline, stats).await;
                 }
                 Decision::WaitForArtifact { bucket, key } => return done(Outcome::WaitingForArtifact { bucket, key }),
                 Decision::Blocked(message) => return done(Outcome::Blocked { message }),
@@ -352,19 +372,31 @@ impl Deployer {
     }
 
     /// After UpdateFunctionCode was accepted: wait for Lambda to finish and verify the result.
-    async fn settle(&self, arn: &str, artifact: crate::crd::ArtifactStatus, drift: bool, deadline: Option<Instant>) -> Outcome {
+    async fn settle(
+        &self,
+        arn: &str,
+        artifact: crate::crd::ArtifactStatus,
+        drift: bool,
+        deadline: Option<Instant>,
+    ) -> Outcome {
         match self.functions.wait_until_settled(arn, self.config.update_timeout, deadline, &self.stats).await {
             Observed::Found(f) if f.last_update_status == "Successful" && f.code_sha256 == artifact.sha256 => {
                 Outcome::Deployed { artifact, drift }
             }
             Observed::Found(f) if f.last_update_status == "Failed" => Outcome::Failed {
-                message: format!("Lambda rejected the update: {}", f.last_update_reason.as_deref().unwrap_or("no reason given")),
+                message: format!(
+                    "Lambda rejected the update: {}",
+                    f.last_update_reason.as_deref().unwrap_or("no reason given")
+                ),
             },
             Observed::Found(f) if f.last_update_status == "InProgress" => Outcome::Deploying {
                 message: format!("update of {arn} still in progress after {}s", self.config.update_timeout.as_secs()),
             },
             Observed::Found(f) => Outcome::Failed {
-                message: format!("after the update {arn} runs CodeSha256 {}, expected {}", f.code_sha256, artifact.sha256),
+                message: format!(
+                    "after the update {arn} runs CodeSha256 {}, expected {}",
+                    f.code_sha256, artifact.sha256
+                ),
             },
             Observed::Missing => Outcome::Failed { message: format!("function {arn} disappeared during the update") },
             Observed::Failed(reason) => Outcome::Deploying {
@@ -379,7 +411,12 @@ impl Deployer {
         let resource = resource_key(target.metadata());
         count(summary, &resource, outcome);
         let (status, generation, commit, function_arn) = match target {
-            Listed::Valid(ld) => (ld.status.as_ref(), ld.metadata.generation, Some(ld.spec.commit.as_str()), ld.spec.function_arn.as_str()),
+            Listed::Valid(ld) => (
+                ld.status.as_ref(),
+                ld.metadata.generation,
+                Some(ld.spec.commit.as_str()),
+                ld.spec.function_arn.as_str(),
+            ),
             Listed::Undecodable { status, metadata, .. } => (status.as_ref(), metadata.generation, None, ""),
         };
         tracing::info!(resource = %resource, function_arn, commit, outcome = %serde_json::to_string(outcome).unwrap_or_default(), "decision");
@@ -387,7 +424,10 @@ impl Deployer {
             summary.decisions.push(PlannedDecision { resource, decision: decision.clone() });
             return;
         }
-        let Some(new_status) = report::desired_status(status, generation, commit, outcome, jiff::Timestamp::now()) else { return };
+        let Some(new_status) = report::desired_status(status, generation, commit, outcome, jiff::Timestamp::now())
+        else {
+            return;
+        };
         if status != Some(&new_status) {
             match resources::write_status(client, target.metadata(), status, &new_status).await {
                 Ok(()) => summary.status_writes += 1,
@@ -396,7 +436,9 @@ impl Deployer {
         }
         if let Some((reason, note, warning)) = report::event_for(status, &new_status, outcome) {
             let action = if matches!(outcome, Outcome::Deployed { .. }) { "UpdateFunctionCode" } else { "Reconcile" };
-            match resources::record_event(client, target.metadata(), EventRecord { reason, note, warning, action }).await {
+            match resources::record_event(client, target.metadata(), EventRecord { reason, note, warning, action })
+                .await
+            {
                 Ok(()) => summary.events_recorded += 1,
                 Err(err) => note_error(summary, &resource, err),
             }
@@ -466,6 +508,7 @@ fn preferred_rivals(targets: &[Listed], policy: &Policy) -> HashMap<String, Stri
 /// future is not a real one (Lambda would have stopped us; some runtime emulators send a duration instead), so it
 /// is ignored rather than skipping all work.
 pub fn deadline_from_epoch_millis(deadline_ms: u64) -> Option<Instant> {
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
     (deadline_ms > now_ms).then(|| Instant::now() + Duration::from_millis(deadline_ms - now_ms))
 }

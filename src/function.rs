@@ -24,7 +24,12 @@ impl Functions {
 
     pub async fn observe(&self, arn: &str, deadline: Option<Instant>, stats: &RetryStats) -> Observed<FunctionState> {
         let output = with_retry(Some(&self.limits.get_function), deadline, stats, || async {
-            self.lambda.get_function().function_name(arn).send().await.map_err(|e| aws_error("lambda", "GetFunction", e))
+            self.lambda
+                .get_function()
+                .function_name(arn)
+                .send()
+                .await
+                .map_err(|e| aws_error("lambda", "GetFunction", e))
         })
         .await;
         let output = match output {
@@ -145,7 +150,8 @@ impl Functions {
         let mut pause = Duration::from_millis(100);
         loop {
             let observed = self.observe(arn, deadline, stats).await;
-            let busy = matches!(&observed, Observed::Found(f) if f.last_update_status == "InProgress" || f.state == "Pending");
+            let busy =
+                matches!(&observed, Observed::Found(f) if f.last_update_status == "InProgress" || f.state == "Pending");
             if !busy || Instant::now() + pause >= give_up {
                 return observed;
             }

@@ -21,13 +21,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = Config::from_env().inspect_err(|err| tracing::error!(error = %err, "invalid configuration"))?;
     // The deployer retries by itself (honouring Retry-After, within the invocation's deadline).
     let sdk = aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled()).load().await;
-    let identity = Deployer::identity(&sdk).await.inspect_err(|err| tracing::error!(error = %err, "cannot resolve own identity"))?;
+    let identity = Deployer::identity(&sdk)
+        .await
+        .inspect_err(|err| tracing::error!(error = %err, "cannot resolve own identity"))?;
     let deployer = Deployer::new(config, &sdk, &identity);
     let deployer = &deployer;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = deadline_from_epoch_millis(event.context.deadline);
         if deadline.is_none() {
-            tracing::warn!(deadline_ms = event.context.deadline, "invocation deadline is not in the future; ignoring it");
+            tracing::warn!(
+                deadline_ms = event.context.deadline,
+                "invocation deadline is not in the future; ignoring it"
+            );
         }
         deployer.handle(&event.payload, deadline).await
     }))

@@ -58,16 +58,32 @@ pub struct Input<'a> {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    ObserveArtifact { bucket: String, key: String },
+    ObserveArtifact {
+        bucket: String,
+        key: String,
+    },
     ObserveFunction,
     /// Update the code to `artifact`, guarded by `revision_id`. `claim` = tag the function as ours first;
     /// `drift` = it ran our commit before and was changed out of band.
-    Deploy { artifact: ArtifactStatus, revision_id: String, claim: bool, drift: bool },
+    Deploy {
+        artifact: ArtifactStatus,
+        revision_id: String,
+        claim: bool,
+        drift: bool,
+    },
     /// Nothing to deploy; `claim` = tag the function as ours (it has no owner tag yet).
-    UpToDate { artifact: ArtifactStatus, claim: bool },
-    WaitForArtifact { bucket: String, key: String },
+    UpToDate {
+        artifact: ArtifactStatus,
+        claim: bool,
+    },
+    WaitForArtifact {
+        bucket: String,
+        key: String,
+    },
     /// The function is busy (an update or creation in progress): look again on the next sweep.
-    WaitForFunction { reason: String },
+    WaitForFunction {
+        reason: String,
+    },
     Blocked(String),
     Invalid(String),
     Suspended,
@@ -140,7 +156,9 @@ pub fn plan(input: &Input) -> Decision {
     let artifact = match input.artifact {
         Observed::NotObserved => return Decision::ObserveArtifact { bucket, key },
         Observed::Missing => return Decision::WaitForArtifact { bucket, key },
-        Observed::Failed(reason) => return Decision::Failed(format!("cannot read artifact s3://{bucket}/{key}: {reason}")),
+        Observed::Failed(reason) => {
+            return Decision::Failed(format!("cannot read artifact s3://{bucket}/{key}: {reason}"));
+        }
         Observed::Found(artifact) => artifact,
     };
     let function = match input.function {
@@ -220,7 +238,13 @@ mod tests {
     }
 
     fn listed(sha: &str) -> FunctionState {
-        FunctionState { owner: None, detailed: false, state: String::new(), last_update_status: String::new(), ..function(sha, None) }
+        FunctionState {
+            owner: None,
+            detailed: false,
+            state: String::new(),
+            last_update_status: String::new(),
+            ..function(sha, None)
+        }
     }
 
     struct Case {
@@ -294,7 +318,13 @@ mod tests {
                 allowed_function_arns: &allowed,
                 namespace_policy: namespace_policy.as_ref(),
             };
-            let input = Input { ld: &c.ld, artifact: &c.artifact, function: &c.function, preferred_rival: c.rival, policy: &policy };
+            let input = Input {
+                ld: &c.ld,
+                artifact: &c.artifact,
+                function: &c.function,
+                preferred_rival: c.rival,
+                policy: &policy,
+            };
             assert_eq!(plan(&input), c.expect, "case: {}", c.name);
         }
     }
@@ -302,7 +332,12 @@ mod tests {
     #[test]
     fn artifact_override_replaces_bucket_and_key() {
         let template = KeyTemplate::default();
-        let policy = Policy { default_bucket: "artifacts", key_template: &template, allowed_function_arns: &[], namespace_policy: None };
+        let policy = Policy {
+            default_bucket: "artifacts",
+            key_template: &template,
+            allowed_function_arns: &[],
+            namespace_policy: None,
+        };
         let mut ld = ld();
         ld.spec.artifact = Some(ArtifactLocation { bucket: Some("other".into()), key: None });
         assert_eq!(artifact_location(&ld, &policy), ("other".into(), format!("orders/{COMMIT}.zip")));

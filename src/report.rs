@@ -12,19 +12,37 @@ use crate::plan::Decision;
 #[serde(tag = "outcome", rename_all = "camelCase")]
 pub enum Outcome {
     /// The deployer changed the code and verified the function now runs the artifact.
-    Deployed { artifact: ArtifactStatus, drift: bool },
-    UpToDate { artifact: ArtifactStatus },
+    Deployed {
+        artifact: ArtifactStatus,
+        drift: bool,
+    },
+    UpToDate {
+        artifact: ArtifactStatus,
+    },
     /// An update is running (ours, past the wait, or someone else's).
-    Deploying { message: String },
-    WaitingForArtifact { bucket: String, key: String },
-    Failed { message: String },
-    Invalid { message: String },
-    Blocked { message: String },
+    Deploying {
+        message: String,
+    },
+    WaitingForArtifact {
+        bucket: String,
+        key: String,
+    },
+    Failed {
+        message: String,
+    },
+    Invalid {
+        message: String,
+    },
+    Blocked {
+        message: String,
+    },
     Suspended,
     /// Not started: the invocation's deadline was too close. The next sweep picks it up.
     Skipped,
     /// Dry run: what a sweep would do.
-    Planned { decision: String },
+    Planned {
+        decision: String,
+    },
 }
 
 /// Describes a decision for a dry run.
@@ -79,16 +97,24 @@ pub fn desired_status(
             let message = format!("function runs commit {}", commit.unwrap_or_default());
             (Phase::Deployed, message, ("True", "Deployed"), ("True", "Found"))
         }
-        Outcome::Deploying { message } => (Phase::Deploying, message.clone(), ("False", "Deploying"), ("True", "Found")),
+        Outcome::Deploying { message } => {
+            (Phase::Deploying, message.clone(), ("False", "Deploying"), ("True", "Found"))
+        }
         Outcome::WaitingForArtifact { bucket, key } => (
             Phase::WaitingForArtifact,
             format!("waiting for s3://{bucket}/{key}"),
             ("False", "WaitingForArtifact"),
             ("False", "NotFound"),
         ),
-        Outcome::Failed { message } => (Phase::Failed, message.clone(), ("False", "DeployFailed"), ("Unknown", "NotChecked")),
-        Outcome::Invalid { message } => (Phase::Failed, message.clone(), ("False", "Invalid"), ("Unknown", "NotChecked")),
-        Outcome::Blocked { message } => (Phase::Blocked, message.clone(), ("False", "Blocked"), ("Unknown", "NotChecked")),
+        Outcome::Failed { message } => {
+            (Phase::Failed, message.clone(), ("False", "DeployFailed"), ("Unknown", "NotChecked"))
+        }
+        Outcome::Invalid { message } => {
+            (Phase::Failed, message.clone(), ("False", "Invalid"), ("Unknown", "NotChecked"))
+        }
+        Outcome::Blocked { message } => {
+            (Phase::Blocked, message.clone(), ("False", "Blocked"), ("Unknown", "NotChecked"))
+        }
         Outcome::Suspended => {
             (Phase::Suspended, "spec.suspend is true".into(), ("False", "Suspended"), ("Unknown", "NotChecked"))
         }
@@ -111,7 +137,12 @@ pub fn desired_status(
 fn artifact_message(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Deployed { artifact, .. } | Outcome::UpToDate { artifact } => {
-            format!("s3://{}/{} version {}", artifact.bucket, artifact.key, artifact.version_id.as_deref().unwrap_or("-"))
+            format!(
+                "s3://{}/{} version {}",
+                artifact.bucket,
+                artifact.key,
+                artifact.version_id.as_deref().unwrap_or("-")
+            )
         }
         Outcome::WaitingForArtifact { bucket, key } => format!("s3://{bucket}/{key} does not exist"),
         Outcome::Deploying { .. } => "artifact found".into(),
@@ -145,8 +176,13 @@ fn condition(
 
 /// The Event to record for this outcome, if any: every deploy, and each change into a waiting/failed/blocked
 /// state (not every sweep that finds it unchanged).
-pub fn event_for(old: Option<&LambdaDeploymentStatus>, new: &LambdaDeploymentStatus, outcome: &Outcome) -> Option<(&'static str, String, bool)> {
-    let changed = old.map(|o| (o.phase, &o.message, o.observed_generation)) != Some((new.phase, &new.message, new.observed_generation));
+pub fn event_for(
+    old: Option<&LambdaDeploymentStatus>,
+    new: &LambdaDeploymentStatus,
+    outcome: &Outcome,
+) -> Option<(&'static str, String, bool)> {
+    let changed = old.map(|o| (o.phase, &o.message, o.observed_generation))
+        != Some((new.phase, &new.message, new.observed_generation));
     let message = new.message.clone().unwrap_or_default();
     match outcome {
         Outcome::Deployed { artifact, drift } => {
@@ -157,7 +193,11 @@ pub fn event_for(old: Option<&LambdaDeploymentStatus>, new: &LambdaDeploymentSta
                 artifact.version_id.as_deref().unwrap_or("-"),
                 artifact.sha256
             );
-            Some(if *drift { ("DriftCorrected", format!("code was changed out of band; re-{note}"), false) } else { ("Deployed", note, false) })
+            Some(if *drift {
+                ("DriftCorrected", format!("code was changed out of band; re-{note}"), false)
+            } else {
+                ("Deployed", note, false)
+            })
         }
         Outcome::WaitingForArtifact { .. } if changed => Some(("WaitingForArtifact", message, false)),
         Outcome::Failed { .. } | Outcome::Invalid { .. } if changed => Some(("Failed", message, true)),
@@ -171,7 +211,13 @@ mod tests {
     use super::*;
 
     fn artifact() -> ArtifactStatus {
-        ArtifactStatus { bucket: "b".into(), key: "f/abcdef1.zip".into(), version_id: Some("v1".into()), etag: None, sha256: "SHA".into() }
+        ArtifactStatus {
+            bucket: "b".into(),
+            key: "f/abcdef1.zip".into(),
+            version_id: Some("v1".into()),
+            etag: None,
+            sha256: "SHA".into(),
+        }
     }
 
     fn at(seconds: i64) -> jiff::Timestamp {
@@ -182,13 +228,26 @@ mod tests {
     fn an_in_sync_resource_gets_the_same_status_again() {
         let deployed = Outcome::Deployed { artifact: artifact(), drift: false };
         let first = desired_status(None, Some(1), Some("abcdef1"), &deployed, at(0)).unwrap();
-        let later = desired_status(Some(&first), Some(1), Some("abcdef1"), &Outcome::UpToDate { artifact: artifact() }, at(300));
+        let later = desired_status(
+            Some(&first),
+            Some(1),
+            Some("abcdef1"),
+            &Outcome::UpToDate { artifact: artifact() },
+            at(300),
+        );
         assert_eq!(later.as_ref(), Some(&first), "an up-to-date sweep must not need a status write");
     }
 
     #[test]
     fn waiting_keeps_the_previously_deployed_commit_visible() {
-        let deployed = desired_status(None, Some(1), Some("abcdef1"), &Outcome::Deployed { artifact: artifact(), drift: false }, at(0)).unwrap();
+        let deployed = desired_status(
+            None,
+            Some(1),
+            Some("abcdef1"),
+            &Outcome::Deployed { artifact: artifact(), drift: false },
+            at(0),
+        )
+        .unwrap();
         let waiting = Outcome::WaitingForArtifact { bucket: "b".into(), key: "f/1234567.zip".into() };
         let status = desired_status(Some(&deployed), Some(2), Some("1234567"), &waiting, at(10)).unwrap();
         assert_eq!(status.phase, Some(Phase::WaitingForArtifact));

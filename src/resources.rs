@@ -62,7 +62,11 @@ pub fn kube_error(action: &str, err: kube::Error) -> Error {
 }
 
 /// Lists LambdaDeployments in `namespaces` (None: all), optionally with a field selector.
-pub async fn list(client: &kube::Client, namespaces: Option<&[String]>, field_selector: Option<&str>) -> Result<Vec<Listed>> {
+pub async fn list(
+    client: &kube::Client,
+    namespaces: Option<&[String]>,
+    field_selector: Option<&str>,
+) -> Result<Vec<Listed>> {
     let resource = api_resource();
     let apis: Vec<Api<DynamicObject>> = match namespaces {
         None => vec![Api::all_with(client.clone(), &resource)],
@@ -115,7 +119,9 @@ pub async fn write_status(
 
 fn status_merge_patch(old: Option<&LambdaDeploymentStatus>, new: &LambdaDeploymentStatus) -> Value {
     let mut patch = serde_json::to_value(new).unwrap_or_else(|_| json!({}));
-    if let (Some(Value::Object(old)), Value::Object(patch)) = (old.map(serde_json::to_value).and_then(Result::ok), &mut patch) {
+    if let (Some(Value::Object(old)), Value::Object(patch)) =
+        (old.map(serde_json::to_value).and_then(Result::ok), &mut patch)
+    {
         for key in old.keys() {
             patch.entry(key.clone()).or_insert(Value::Null);
         }
@@ -158,7 +164,9 @@ pub async fn record_event(client: &kube::Client, metadata: &ObjectMeta, event: E
         note: Some(note),
         type_: Some(if event.warning { "Warning" } else { "Normal" }.to_string()),
         reporting_controller: Some(REPORTING_CONTROLLER.to_string()),
-        reporting_instance: Some(std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "lambda-deployer".into())),
+        reporting_instance: Some(
+            std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "lambda-deployer".into()),
+        ),
         regarding: Some(ObjectReference {
             api_version: Some("lambda-deployer.dev/v1".into()),
             kind: Some("LambdaDeployment".into()),
@@ -188,7 +196,11 @@ mod tests {
             message: Some("function missing".into()),
             ..Default::default()
         };
-        let new = LambdaDeploymentStatus { phase: Some(Phase::Deployed), deployed_commit: Some("abcdef1".into()), ..Default::default() };
+        let new = LambdaDeploymentStatus {
+            phase: Some(Phase::Deployed),
+            deployed_commit: Some("abcdef1".into()),
+            ..Default::default()
+        };
         let patch = status_merge_patch(Some(&old), &new);
         assert_eq!(patch, json!({ "phase": "Deployed", "deployedCommit": "abcdef1", "message": null }));
     }

@@ -24,7 +24,8 @@ async fn examples_are_accepted_and_invalid_specs_are_rejected_naming_the_field()
         support::apply_file(&world.admin, file).await;
     }
     let lds: kube::Api<LambdaDeployment> = kube::Api::all(world.admin.clone());
-    let names: Vec<String> = lds.list(&Default::default()).await.unwrap().items.into_iter().filter_map(|ld| ld.metadata.name).collect();
+    let names: Vec<String> =
+        lds.list(&Default::default()).await.unwrap().items.into_iter().filter_map(|ld| ld.metadata.name).collect();
     for name in ["orders-preview", "orders-staging", "orders-production", "legacy-reports"] {
         assert!(names.contains(&name.to_string()), "{name} missing from {names:?}");
     }

@@ -23,7 +23,11 @@ async fn ld_applied_before_its_artifact_is_deployed_by_the_upload_event() {
     let summary = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
     assert_eq!(summary.waiting, 1);
     assert_eq!(world.ld("orders").await.status.unwrap().phase, Some(Phase::WaitingForArtifact));
-    assert_eq!(world.lambda_calls(&function), 2, "only the test's own CreateFunction/GetFunction: a missing artifact costs no Lambda call");
+    assert_eq!(
+        world.lambda_calls(&function),
+        2,
+        "only the test's own CreateFunction/GetFunction: a missing artifact costs no Lambda call"
+    );
 
     let key = format!("{function}/{c1}.zip");
     let (version, sha) = world.upload(&key, "release 1").await;
@@ -36,7 +40,10 @@ async fn ld_applied_before_its_artifact_is_deployed_by_the_upload_event() {
     assert_eq!(status.deployed_commit.as_deref(), Some(c1.as_str()));
     assert_eq!(status.code_sha256.as_deref(), Some(sha.as_str()));
     let artifact = status.artifact.expect("artifact on status");
-    assert_eq!((artifact.bucket.as_str(), artifact.key.as_str(), artifact.version_id.as_deref()), (ARTIFACT_BUCKET, key.as_str(), Some(version.as_str())));
+    assert_eq!(
+        (artifact.bucket.as_str(), artifact.key.as_str(), artifact.version_id.as_deref()),
+        (ARTIFACT_BUCKET, key.as_str(), Some(version.as_str()))
+    );
     assert!(world.event_reasons("orders").await.contains(&"Deployed".to_string()));
     let update = world.testbed.aws().calls();
     let update = update.of("lambda", "UpdateFunctionCode").find(|c| c.function.as_deref() == Some(&function)).unwrap();
@@ -272,7 +279,8 @@ async fn plan_reports_what_a_sweep_would_do_and_changes_nothing() {
 
     let summary = deployer.handle(&support::fixture("direct-plan.json"), None).await.unwrap();
     assert!(summary.dry_run);
-    let decisions: Vec<(&str, &str)> = summary.decisions.iter().map(|d| (d.resource.as_str(), d.decision.as_str())).collect();
+    let decisions: Vec<(&str, &str)> =
+        summary.decisions.iter().map(|d| (d.resource.as_str(), d.decision.as_str())).collect();
     let orders = format!("{}/orders", world.namespace);
     assert!(decisions.iter().any(|(r, d)| *r == orders && d.starts_with("would deploy s3://")), "{decisions:?}");
     assert!(decisions.iter().any(|(_, d)| d.starts_with("waiting for s3://")), "{decisions:?}");
@@ -365,7 +373,8 @@ async fn an_upload_event_touches_only_the_lds_of_that_artifact_with_two_kube_rea
         assert_eq!(world.code_sha256(&world.function_name(env)).await, sha);
     }
     assert_eq!(world.lambda_calls(&bystander), before, "the bystander's function is not even read");
-    let lists: Vec<_> = world.deployer_kube_requests()[requests_before..].iter().filter(|r| r.verb == "list").cloned().collect();
+    let lists: Vec<_> =
+        world.deployer_kube_requests()[requests_before..].iter().filter(|r| r.verb == "list").cloned().collect();
     assert_eq!(lists.len(), 1, "one field-selected list: {lists:?}");
     assert!(lists[0].query.contains("fieldSelector"), "{:?}", lists[0]);
 
@@ -395,13 +404,17 @@ async fn a_sweep_near_its_deadline_stops_starting_work_and_the_next_sweep_finish
         world.apply_ld(name, &arn, &function, &c1).await;
         world.upload(&format!("{function}/{c1}.zip"), &format!("{name} release")).await;
         // Each update takes about 1.5 s to finish.
-        world.testbed.aws().inject(Fault {
-            service: "lambda".into(),
-            operation: "UpdateFunctionCode".into(),
-            function: Some(function),
-            action: FaultAction::InProgress { ms: 1500 },
-            when: testbed::aws::Trigger::Always,
-        }).unwrap();
+        world
+            .testbed
+            .aws()
+            .inject(Fault {
+                service: "lambda".into(),
+                operation: "UpdateFunctionCode".into(),
+                function: Some(function),
+                action: FaultAction::InProgress { ms: 1500 },
+                when: testbed::aws::Trigger::Always,
+            })
+            .unwrap();
     }
 
     let deadline = tokio::time::Instant::now() + Duration::from_millis(2500);

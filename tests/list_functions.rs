@@ -25,9 +25,18 @@ async fn a_listing_sweep_confirms_in_sync_functions_from_pages_and_still_correct
 
     // Only this test's functions: the other test of this binary runs at the same time.
     let calls = || world.testbed.aws().calls();
-    let gets_of = |function: &str| calls().of("lambda", "GetFunction").filter(|c| c.function.as_deref() == Some(function)).count();
+    let gets_of = |function: &str| {
+        calls().of("lambda", "GetFunction").filter(|c| c.function.as_deref() == Some(function)).count()
+    };
     let all_gets = || functions.iter().map(|f| gets_of(f)).sum::<usize>();
-    let lists_by_deployer = || calls().of("lambda", "ListFunctions").filter(|c| c.access_key_id.as_deref() == Some(testbed::identity::AwsIdentity::deployer().access_key_id.as_str())).count();
+    let lists_by_deployer = || {
+        calls()
+            .of("lambda", "ListFunctions")
+            .filter(|c| {
+                c.access_key_id.as_deref() == Some(testbed::identity::AwsIdentity::deployer().access_key_id.as_str())
+            })
+            .count()
+    };
     let (lists, gets) = (lists_by_deployer(), all_gets());
     let summary = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
     assert_eq!(summary.up_to_date, 20);

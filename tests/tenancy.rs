@@ -144,10 +144,7 @@ async fn a_function_owned_in_one_namespace_is_blocked_for_another_and_never_flap
     assert_eq!(owner.code_sha256(&function).await, owner_sha);
     assert_eq!(
         status_of(&rival, "app").await,
-        (
-            Some(Phase::Blocked),
-            format!("function {arn} is owned by LambdaDeployment owner-a/app")
-        )
+        (Some(Phase::Blocked), format!("function {arn} is owned by LambdaDeployment owner-a/app"))
     );
 
     // Three more rounds, one from a deployer that sees only the rival's namespace: the owner tag alone decides.

@@ -80,6 +80,10 @@ impl AccessEntry {
 
     /// The outsider authenticates as a user with no groups: every request is decided by RBAC alone.
     pub fn outsider() -> Self {
-        AccessEntry { principal_arn: AwsIdentity::outsider().principal_arn, username: "outsider".into(), groups: vec![] }
+        AccessEntry {
+            principal_arn: AwsIdentity::outsider().principal_arn,
+            username: "outsider".into(),
+            groups: vec![],
+        }
     }
 }

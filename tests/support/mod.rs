@@ -335,7 +335,8 @@ impl World {
 
 pub fn fixture(name: &str) -> Value {
     let path = format!("tests/fixtures/{name}");
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).expect("fixture JSON")
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
+        .expect("fixture JSON")
 }
 
 /// S3's notification encoding: form-style, `+` for space.
@@ -395,7 +396,8 @@ impl World {
     /// S3 GetObject calls of one key through the AWS layer, and the bytes they returned.
     pub fn downloads(&self, key: &str) -> (usize, u64) {
         let log = self.testbed.aws().calls();
-        let calls: Vec<_> = log.of("s3", "GetObject").filter(|c| c.params.get("Key").map(String::as_str) == Some(key)).collect();
+        let calls: Vec<_> =
+            log.of("s3", "GetObject").filter(|c| c.params.get("Key").map(String::as_str) == Some(key)).collect();
         (calls.len(), calls.iter().map(|c| c.response_bytes).sum())
     }
 
