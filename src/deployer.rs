@@ -35,7 +35,7 @@ pub struct Identity {
 /// One pass over one resource's spec: an outcome, or the newer spec to start again with.
 enum Step {
     Done(Outcome),
-    Superseded(Listed),
+    Superseded(Box<Listed>),
 }
 
 /// How many times one LD may lose a race (conflict, stale revision, concurrent claim) before giving up for now.
@@ -262,7 +262,7 @@ impl Deployer {
                 Step::Done(outcome) => return (target, outcome),
                 Step::Superseded(fresh) => {
                     tracing::info!(resource = %ld.key(), "spec changed during the invocation; deciding again");
-                    target = fresh;
+                    target = *fresh;
                     prefetched = None;
                 }
             }
@@ -361,7 +361,9 @@ impl Deployer {
     /// `None` when it is unchanged, or when it cannot be read (then the listed spec is all we know).
     async fn superseded(&self, client: &kube::Client, ld: &LambdaDeployment) -> Option<Step> {
         match resources::get(client, &ld.metadata).await {
-            Ok(Some(fresh)) if fresh.metadata().generation != ld.metadata.generation => Some(Step::Superseded(fresh)),
+            Ok(Some(fresh)) if fresh.metadata().generation != ld.metadata.generation => {
+                Some(Step::Superseded(Box::new(fresh)))
+            }
             Ok(Some(_)) => None,
             Ok(None) => Some(Step::Done(Outcome::Skipped)),
             Err(err) => {
