@@ -40,6 +40,9 @@ enum Step {
 
 /// How many times one LD may lose a race (conflict, stale revision, concurrent claim) before giving up for now.
 const MAX_RACES: u32 = 4;
+/// Kept free at the end of an invocation: AWS waits and retries stop this long before the deadline, so there is
+/// always time to write the statuses and Events of what was done.
+const REPORT_RESERVE: Duration = Duration::from_secs(5);
 /// At most this many error messages are returned in the summary; all are logged.
 const MAX_SUMMARY_ERRORS: usize = 20;
 
@@ -60,6 +63,8 @@ pub struct Summary {
     pub dry_run: bool,
     pub considered: usize,
     pub deployed: usize,
+    /// Dry runs: how many a sweep would deploy.
+    pub would_deploy: usize,
     pub up_to_date: usize,
     pub deploying: usize,
     pub waiting: usize,
@@ -146,6 +151,7 @@ impl Deployer {
             Trigger::Artifacts(_) => HashMap::new(),
             _ => self.list_functions(targets.len(), deadline).await,
         };
+        let deadline = deadline.map(|deadline| deadline.checked_sub(REPORT_RESERVE).unwrap_or(deadline));
         let outcomes: Vec<(Listed, Outcome)> = futures::stream::iter(targets)
             .map(|target| {
                 let rival = rivals.get(&resource_key(target.metadata())).map(String::as_str);
@@ -300,10 +306,13 @@ impl Deployer {
                 policy: &policy,
             });
             tracing::debug!(resource = %me, ?decision, "planned");
-            if dry_run && !matches!(decision, Decision::ObserveArtifact { .. } | Decision::ObserveFunction) {
-                return done(Outcome::Planned { decision: report::describe(&decision) });
-            }
             match decision {
+                // A dry run observes like a sweep, and stops where a sweep would change something.
+                Decision::Deploy { artifact, drift, .. } if dry_run => {
+                    return done(Outcome::Planned { decision: report::would_deploy(&artifact, drift) });
+                }
+                Decision::UpToDate { artifact, .. } if dry_run => return done(Outcome::UpToDate { artifact }),
+                Decision::WaitForFunction { reason } if dry_run => return done(Outcome::Deploying { message: reason }),
                 Decision::ObserveArtifact { bucket, key } => {
                     let known = ld.status.as_ref().and_then(|s| s.artifact.as_ref());
                     artifact = self.artifacts.observe(&bucket, &key, known, deadline, stats).await;
@@ -422,8 +431,8 @@ impl Deployer {
             Listed::Undecodable { status, metadata, .. } => (status.as_ref(), metadata.generation, None, ""),
         };
         tracing::info!(resource = %resource, function_arn, commit, outcome = %serde_json::to_string(outcome).unwrap_or_default(), "decision");
-        if let Outcome::Planned { decision } = outcome {
-            summary.decisions.push(PlannedDecision { resource, decision: decision.clone() });
+        if summary.dry_run {
+            summary.decisions.push(PlannedDecision { resource, decision: report::describe(outcome) });
             return;
         }
         let Some(new_status) = report::desired_status(status, generation, commit, outcome, jiff::Timestamp::now())
@@ -458,7 +467,7 @@ fn count(summary: &mut Summary, resource: &str, outcome: &Outcome) {
         Outcome::Blocked { .. } => &mut summary.blocked,
         Outcome::Suspended => &mut summary.suspended,
         Outcome::Skipped => &mut summary.skipped,
-        Outcome::Planned { .. } => return,
+        Outcome::Planned { .. } => &mut summary.would_deploy,
     };
     *counter += 1;
     let problem = match outcome {

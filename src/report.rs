@@ -5,7 +5,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde::Serialize;
 
 use crate::crd::{ArtifactStatus, LambdaDeploymentStatus, Phase};
-use crate::plan::Decision;
 
 /// What happened to one LambdaDeployment in this invocation.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -39,32 +38,37 @@ pub enum Outcome {
     Suspended,
     /// Not started: the invocation's deadline was too close. The next sweep picks it up.
     Skipped,
-    /// Dry run: what a sweep would do.
+    /// Dry run: the deploy a sweep would make.
     Planned {
         decision: String,
     },
 }
 
-/// Describes a decision for a dry run.
-pub fn describe(decision: &Decision) -> String {
-    match decision {
-        Decision::Deploy { artifact, drift, .. } => format!(
-            "would {} s3://{}/{} (version {}, sha256 {})",
-            if *drift { "restore drifted code from" } else { "deploy" },
-            artifact.bucket,
-            artifact.key,
-            artifact.version_id.as_deref().unwrap_or("-"),
-            artifact.sha256
-        ),
-        Decision::UpToDate { .. } => "up to date".into(),
-        Decision::WaitForArtifact { bucket, key } => format!("waiting for s3://{bucket}/{key}"),
-        Decision::WaitForFunction { reason } => reason.clone(),
-        Decision::Blocked(reason) => format!("blocked: {reason}"),
-        Decision::Invalid(reason) => format!("invalid: {reason}"),
-        Decision::Suspended => "suspended".into(),
-        Decision::Failed(reason) => format!("failed: {reason}"),
-        Decision::ObserveArtifact { .. } | Decision::ObserveFunction => "not decided".into(),
+/// One line for a dry run's answer: what a sweep would do for this resource.
+pub fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Planned { decision } => decision.clone(),
+        Outcome::Deployed { .. } | Outcome::UpToDate { .. } => "up to date".into(),
+        Outcome::Deploying { message } => format!("would wait: {message}"),
+        Outcome::WaitingForArtifact { bucket, key } => format!("waiting for s3://{bucket}/{key}"),
+        Outcome::Failed { message } => format!("failed: {message}"),
+        Outcome::Invalid { message } => format!("invalid: {message}"),
+        Outcome::Blocked { message } => format!("blocked: {message}"),
+        Outcome::Suspended => "suspended".into(),
+        Outcome::Skipped => "skipped: the invocation's deadline was too close".into(),
     }
+}
+
+/// What a dry run says instead of deploying.
+pub fn would_deploy(artifact: &ArtifactStatus, drift: bool) -> String {
+    format!(
+        "would {} s3://{}/{} (version {}, sha256 {})",
+        if drift { "restore drifted code from" } else { "deploy" },
+        artifact.bucket,
+        artifact.key,
+        artifact.version_id.as_deref().unwrap_or("-"),
+        artifact.sha256
+    )
 }
 
 /// The status the resource should have after `outcome`. Messages are stable (no timestamps or counters), so the

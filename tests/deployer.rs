@@ -279,6 +279,7 @@ async fn plan_reports_what_a_sweep_would_do_and_changes_nothing() {
 
     let summary = deployer.handle(&support::fixture("direct-plan.json"), None).await.unwrap();
     assert!(summary.dry_run);
+    assert_eq!((summary.would_deploy, summary.waiting, summary.deployed), (1, 1, 0), "{summary:?}");
     let decisions: Vec<(&str, &str)> =
         summary.decisions.iter().map(|d| (d.resource.as_str(), d.decision.as_str())).collect();
     let orders = format!("{}/orders", world.namespace);
@@ -349,7 +350,7 @@ async fn artifact_hashes_come_from_s3_checksums_or_one_download_remembered_on_th
 }
 
 #[tokio::test]
-async fn an_upload_event_touches_only_the_lds_of_that_artifact_with_two_kube_reads_at_most() {
+async fn an_upload_event_touches_only_the_lds_of_that_artifact_through_one_field_selected_list() {
     let world = World::new("event-path").await;
     let deployer = world.deployer(&[]).await;
     let c1 = commit("event-path");
@@ -417,10 +418,12 @@ async fn a_sweep_near_its_deadline_stops_starting_work_and_the_next_sweep_finish
             .unwrap();
     }
 
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(2500);
+    // The deployer keeps the last 5 s of an invocation for reporting: 2.5 s of work time here.
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_millis(7500);
     let summary = deployer.handle(&json!({"action": "sweep"}), Some(deadline)).await.unwrap();
     assert_eq!((summary.deployed, summary.skipped), (1, 2), "{summary:?}");
-    assert!(tokio::time::Instant::now() < deadline + Duration::from_millis(500), "returned in time");
+    assert!(started.elapsed() < Duration::from_secs(4), "returned in time, with time left to report");
     let phases: Vec<Option<Phase>> = futures::future::join_all(["a", "b", "c"].map(|n| world.ld(n)))
         .await
         .into_iter()
