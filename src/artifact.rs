@@ -92,25 +92,36 @@ impl ArtifactStore {
         deadline: Option<Instant>,
         stats: &RetryStats,
     ) -> Result<(), String> {
+        let object = self.get(artifact, Some("bytes=0-3"), deadline, stats).await?;
         let (bucket, key) = (&artifact.bucket, &artifact.key);
-        let object = with_retry(None, deadline, stats, || async {
-            self.s3
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .set_version_id(artifact.version_id.clone())
-                .range("bytes=0-3")
-                .send()
-                .await
-                .map_err(|e| aws_error("s3", "GetObject", e))
-        })
-        .await
-        .map_err(|e| e.to_string())?;
         let head = object.body.collect().await.map_err(|e| format!("reading s3://{bucket}/{key}: {e}"))?.into_bytes();
         if !head.starts_with(b"PK") {
             return Err(format!("s3://{bucket}/{key} is not a zip file"));
         }
         Ok(())
+    }
+
+    /// GetObject of exactly the observed version (optionally a byte range).
+    async fn get(
+        &self,
+        artifact: &ArtifactStatus,
+        range: Option<&str>,
+        deadline: Option<Instant>,
+        stats: &RetryStats,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, String> {
+        with_retry(None, deadline, stats, || async {
+            self.s3
+                .get_object()
+                .bucket(&artifact.bucket)
+                .key(&artifact.key)
+                .set_version_id(artifact.version_id.clone())
+                .set_range(range.map(String::from))
+                .send()
+                .await
+                .map_err(|e| aws_error("s3", "GetObject", e))
+        })
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// Downloads exactly the observed version and hashes it as Lambda will (base64 of the SHA-256 digest).
@@ -121,18 +132,7 @@ impl ArtifactStore {
         stats: &RetryStats,
     ) -> Result<String, String> {
         let (bucket, key) = (&artifact.bucket, &artifact.key);
-        let object = with_retry(None, deadline, stats, || async {
-            self.s3
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .set_version_id(artifact.version_id.clone())
-                .send()
-                .await
-                .map_err(|e| aws_error("s3", "GetObject", e))
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+        let object = self.get(artifact, None, deadline, stats).await?;
         let mut body = object.body;
         let mut hasher = Sha256::new();
         let mut head = Vec::with_capacity(4);

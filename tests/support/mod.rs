@@ -242,12 +242,27 @@ impl World {
 
     /// Uploads `content` as a zip to `key` in the artifact bucket; returns (versionId, CodeSha256).
     pub async fn upload(&self, key: &str, content: &str) -> (String, String) {
+        self.put_zip(key, content, None).await
+    }
+
+    /// Like [`World::upload`], with S3's full-object SHA-256 checksum stored on the object.
+    pub async fn upload_with_checksum(&self, key: &str, content: &str) -> (String, String) {
+        self.put_zip(key, content, Some(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)).await
+    }
+
+    async fn put_zip(
+        &self,
+        key: &str,
+        content: &str,
+        checksum: Option<aws_sdk_s3::types::ChecksumAlgorithm>,
+    ) -> (String, String) {
         let (bytes, sha) = zip(content);
         let out = self
             .s3
             .put_object()
             .bucket(ARTIFACT_BUCKET)
             .key(key)
+            .set_checksum_algorithm(checksum)
             .body(bytes.into())
             .send()
             .await
@@ -377,22 +392,6 @@ pub fn free_port() -> u16 {
 }
 
 impl World {
-    /// Like [`World::upload`], with S3's full-object SHA-256 checksum stored on the object.
-    pub async fn upload_with_checksum(&self, key: &str, content: &str) -> (String, String) {
-        let (bytes, sha) = zip(content);
-        let out = self
-            .s3
-            .put_object()
-            .bucket(ARTIFACT_BUCKET)
-            .key(key)
-            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
-            .body(bytes.into())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("upload {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)));
-        (out.version_id().unwrap_or_default().to_string(), sha)
-    }
-
     /// S3 GetObject calls of one key through the AWS layer, and the bytes they returned.
     pub fn downloads(&self, key: &str) -> (usize, u64) {
         let log = self.testbed.aws().calls();
