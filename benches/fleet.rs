@@ -225,7 +225,7 @@ struct Scenario {
 }
 
 /// Runs `work` with fresh call logs and measures it.
-async fn measure<F, T>(
+async fn measure<F>(
     world: &World,
     name: &str,
     config: &str,
@@ -233,15 +233,15 @@ async fn measure<F, T>(
     floor_input: FloorInput,
     in_progress: f64,
     work: F,
-) -> BenchResult<(Scenario, T)>
+) -> BenchResult<Scenario>
 where
-    F: Future<Output = BenchResult<(T, Value)>>,
+    F: Future<Output = BenchResult<Value>>,
 {
     let aws = world.testbed.aws();
     aws.clear_calls();
     world.testbed.kube().clear_requests();
     let (started, origin_ms) = time_origin(world).await?;
-    let (value, summary) = work.await?;
+    let summary = work.await?;
     let wall_s = started.elapsed().as_secs_f64();
     let log = aws.calls();
     let calls: Vec<&Call> =
@@ -306,7 +306,7 @@ where
         after_last_aws_call_s,
         summary,
     };
-    Ok((scenario, value))
+    Ok(scenario)
 }
 
 /// Maps the AWS layer's clock (`at_ms`: milliseconds since it started) to ours: an unsigned request is logged with
@@ -423,9 +423,9 @@ impl Fleet {
         Ok(drifted.len())
     }
 
-    async fn sweep(&self, deployer: &Deployer) -> BenchResult<((), Value)> {
+    async fn sweep(&self, deployer: &Deployer) -> BenchResult<Value> {
         let summary = deployer.handle(&json!({"action": "sweep"}), None).await?;
-        Ok(((), serde_json::to_value(&summary)?))
+        Ok(serde_json::to_value(&summary)?)
     }
 
     async fn run(&self, configs: &[BenchConfig], in_progress: f64) -> BenchResult<FleetReport> {
@@ -437,7 +437,7 @@ impl Fleet {
         let mut scenarios = Vec::new();
 
         // The first sweep deploys everything: every function is claimed (TagResource) and updated.
-        let (s, ()) = measure(
+        let s = measure(
             world,
             "initial sweep (deploys all)",
             first,
@@ -454,7 +454,7 @@ impl Fleet {
         for (round, config) in configs.iter().enumerate() {
             let other = if round == 0 { None } else { Some(self.deployer(config).await) };
             let deployer = other.as_ref().unwrap_or(&deployer);
-            let (s, ()) = measure(
+            let s = measure(
                 world,
                 "a: sweep, all in sync",
                 &config.label,
@@ -466,7 +466,7 @@ impl Fleet {
             .await?;
             scenarios.push(s);
             let drifted = self.drift(round).await?;
-            let (s, ()) = measure(
+            let s = measure(
                 world,
                 &format!("b: sweep, 1% drifted ({drifted})"),
                 &config.label,
@@ -486,7 +486,7 @@ impl Fleet {
         let key = format!("{}/{new_commit}.zip", target.function);
         let (version, _) = world.upload_with_checksum(&key, &format!("release 2 of {}", target.function)).await;
         let event = world.s3_event(&key, &version);
-        let (s, ()) = measure(
+        let s = measure(
             world,
             &format!("c: one S3 event among {n}"),
             first,
@@ -495,7 +495,7 @@ impl Fleet {
             in_progress,
             async {
                 let summary = deployer.handle(&event, None).await?;
-                Ok(((), serde_json::to_value(&summary)?))
+                Ok(serde_json::to_value(&summary)?)
             },
         )
         .await?;
@@ -503,7 +503,7 @@ impl Fleet {
 
         // (d) The seed's controller: UpdateFunctionCode for every LD, every reconcile, no checks.
         let naive_actor = Actor { access_key_id: AwsIdentity::deployer().access_key_id, kube_user: ADMIN_KUBE_USER };
-        let (s, ()) = measure(
+        let s = measure(
             world,
             "d: naive reconcile (seed)",
             "15/s client limit, SDK standard retry",
@@ -553,7 +553,7 @@ async fn wait_settled(lambda: &aws_sdk_lambda::Client, function: &str) -> BenchR
 /// The seed's reconcile: list the LDs, UpdateFunctionCode from S3Bucket/S3Key for each, no observation. As a real
 /// client under the quotas it needs a client-side limit (the full 15/s, the most generous choice) and the SDK's
 /// standard retry for the 429s that still happen; 8 in flight like the deployer's default.
-async fn naive_reconcile(world: &World) -> BenchResult<((), Value)> {
+async fn naive_reconcile(world: &World) -> BenchResult<Value> {
     let deployer = AwsIdentity::deployer();
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(world.testbed.aws_endpoint())
@@ -599,7 +599,7 @@ async fn naive_reconcile(world: &World) -> BenchResult<((), Value)> {
         .collect()
         .await;
     let failed = results.iter().filter(|ok| !**ok).count();
-    Ok(((), json!({"listed": items.len(), "updated": items.len() - failed, "failed": failed})))
+    Ok(json!({"listed": items.len(), "updated": items.len() - failed, "failed": failed}))
 }
 
 // ---------------------------------------------------------------------------------------------------------------

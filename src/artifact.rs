@@ -2,6 +2,8 @@
 //! CodeSha256 is compared with. The hash comes from S3's full-object checksum when present; otherwise the object is
 //! downloaded and hashed once, and the status remembers the hash by version/ETag so later sweeps do not download it.
 
+use std::collections::HashMap;
+
 use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -18,6 +20,41 @@ pub struct ArtifactStore {
 impl ArtifactStore {
     pub fn new(s3: aws_sdk_s3::Client) -> Self {
         ArtifactStore { s3 }
+    }
+
+    /// Lists the bucket (1,000 keys a page, at most `max_pages`): key → ETag of its current version. A sweep uses it
+    /// to confirm that artifacts it already knows are unchanged without one HeadObject each.
+    pub async fn list(
+        &self,
+        bucket: &str,
+        max_pages: usize,
+        deadline: Option<Instant>,
+        stats: &RetryStats,
+    ) -> Result<HashMap<String, String>, crate::Error> {
+        let mut etags = HashMap::new();
+        let mut token: Option<String> = None;
+        for _ in 0..max_pages {
+            let page = with_retry(None, deadline, stats, || async {
+                self.s3
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .set_continuation_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("s3", "ListObjectsV2", e))
+            })
+            .await?;
+            for object in page.contents() {
+                if let (Some(key), Some(etag)) = (object.key(), object.e_tag()) {
+                    etags.insert(key.to_string(), etag.to_string());
+                }
+            }
+            token = page.next_continuation_token().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(etags)
     }
 
     /// `known` is the artifact as the status last recorded it; its hash is reused when the object is unchanged.

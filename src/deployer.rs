@@ -32,6 +32,16 @@ pub struct Identity {
     pub region: String,
 }
 
+/// What a sweep listed in bulk, for one resource: its function from ListFunctions, and the bucket's ETags.
+#[derive(Clone, Copy)]
+struct Prefetched<'a> {
+    function: Option<&'a FunctionState>,
+    objects: &'a HashMap<String, String>,
+}
+
+/// A bucket listing page (1,000 keys) is worth it when it replaces at least this many HeadObjects.
+const HEAD_OBJECTS_PER_LISTING_PAGE: usize = 10;
+
 /// One pass over one resource's spec: an outcome, or the newer spec to start again with.
 enum Step {
     Done(Outcome),
@@ -147,9 +157,12 @@ impl Deployer {
         };
         summary.considered = targets.len();
         let rivals = preferred_rivals(&targets, &self.policy());
-        let listed = match &trigger {
-            Trigger::Artifacts(_) => HashMap::new(),
-            _ => self.list_functions(targets.len(), deadline).await,
+        // A sweep reads what it can in bulk first, both listings at once; an upload event reads only its own targets.
+        let (listed, objects) = match &trigger {
+            Trigger::Artifacts(_) => (HashMap::new(), HashMap::new()),
+            _ => {
+                tokio::join!(self.list_functions(targets.len(), deadline), self.list_artifacts(targets.len(), deadline))
+            }
         };
         let deadline = deadline.map(|deadline| deadline.checked_sub(REPORT_RESERVE).unwrap_or(deadline));
         let outcomes: Vec<(Listed, Outcome)> = futures::stream::iter(targets)
@@ -159,7 +172,14 @@ impl Deployer {
                     Listed::Valid(ld) => listed.get(&ld.spec.function_arn),
                     Listed::Undecodable { .. } => None,
                 };
-                self.reconcile(&client, target, rival, prefetched, dry_run, deadline)
+                self.reconcile(
+                    &client,
+                    target,
+                    rival,
+                    Prefetched { function: prefetched, objects: &objects },
+                    dry_run,
+                    deadline,
+                )
             })
             .buffer_unordered(self.config.max_concurrency)
             .collect()
@@ -234,6 +254,22 @@ impl Deployer {
         }
     }
 
+    /// For a sweep, the artifact bucket's listing (key → ETag), when it can replace enough HeadObjects: artifacts
+    /// whose ETag is the one the status remembers are known without reading them. Failing to list is not fatal.
+    async fn list_artifacts(&self, targets: usize, deadline: Option<Instant>) -> HashMap<String, String> {
+        let max_pages = targets / HEAD_OBJECTS_PER_LISTING_PAGE;
+        if max_pages == 0 {
+            return HashMap::new();
+        }
+        match self.artifacts.list(&self.config.artifact_bucket, max_pages, deadline, &self.stats).await {
+            Ok(objects) => objects,
+            Err(err) => {
+                tracing::warn!(error = %err, "listing the artifact bucket failed; reading each artifact with HeadObject");
+                HashMap::new()
+            }
+        }
+    }
+
     fn policy(&self) -> Policy<'_> {
         Policy {
             default_bucket: &self.config.artifact_bucket,
@@ -250,7 +286,7 @@ impl Deployer {
         client: &kube::Client,
         target: Listed,
         rival: Option<&str>,
-        prefetched: Option<&FunctionState>,
+        prefetched: Prefetched<'_>,
         dry_run: bool,
         deadline: Option<Instant>,
     ) -> (Listed, Outcome) {
@@ -269,7 +305,7 @@ impl Deployer {
                 Step::Superseded(fresh) => {
                     tracing::info!(resource = %ld.key(), "spec changed during the invocation; deciding again");
                     target = *fresh;
-                    prefetched = None;
+                    prefetched.function = None;
                 }
             }
         }
@@ -282,7 +318,7 @@ impl Deployer {
         client: &kube::Client,
         ld: &LambdaDeployment,
         rival: Option<&str>,
-        prefetched: Option<&FunctionState>,
+        prefetched: Prefetched<'_>,
         dry_run: bool,
         deadline: Option<Instant>,
     ) -> Step {
@@ -293,14 +329,24 @@ impl Deployer {
         let arn = ld.spec.function_arn.as_str();
         let me = ld.key();
         let stats = &self.stats;
-        let mut artifact = Observed::NotObserved;
-        let mut function = prefetched.map_or(Observed::NotObserved, |listed| Observed::Found(listed.clone()));
+        let mut function = prefetched.function.map_or(Observed::NotObserved, |listed| Observed::Found(listed.clone()));
+        let known = ld.status.as_ref().and_then(|s| s.artifact.as_ref());
+        let (bucket, key) = plan::artifact_location(ld, &policy);
+        let unchanged = known.filter(|known| {
+            bucket == self.config.artifact_bucket
+                && (known.bucket.as_str(), known.key.as_str()) == (bucket.as_str(), key.as_str())
+                && known.etag.is_some()
+                && prefetched.objects.get(&key) == known.etag.as_ref()
+        });
+        let mut artifact_from_listing = unchanged.is_some();
+        let mut artifact = unchanged.map_or(Observed::NotObserved, |known| Observed::Found(known.clone()));
         let mut races = 0;
         let done = Step::Done;
         loop {
             let decision = plan::plan(&Input {
                 ld,
                 artifact: &artifact,
+                artifact_from_listing,
                 function: &function,
                 preferred_rival: rival,
                 policy: &policy,
@@ -314,8 +360,8 @@ impl Deployer {
                 Decision::UpToDate { artifact, .. } if dry_run => return done(Outcome::UpToDate { artifact }),
                 Decision::WaitForFunction { reason } if dry_run => return done(Outcome::Deploying { message: reason }),
                 Decision::ObserveArtifact { bucket, key } => {
-                    let known = ld.status.as_ref().and_then(|s| s.artifact.as_ref());
                     artifact = self.artifacts.observe(&bucket, &key, known, deadline, stats).await;
+                    artifact_from_listing = false;
                 }
                 Decision::ObserveFunction => function = self.functions.observe(arn, deadline, stats).await,
                 Decision::UpToDate { artifact, claim } => {

@@ -138,7 +138,8 @@ impl Functions {
     }
 
     /// Polls until no update or creation is in progress, or `timeout` passes (then the last observation is
-    /// returned, still InProgress).
+    /// returned, still InProgress). Only called when the function is busy (our update, a conflict, an observed
+    /// InProgress), so it waits before the first look instead of spending a GetFunction on a known answer.
     pub async fn wait_until_settled(
         &self,
         arn: &str,
@@ -147,15 +148,17 @@ impl Functions {
         stats: &RetryStats,
     ) -> Observed<FunctionState> {
         let give_up = deadline.map_or(Instant::now() + timeout, |d| d.min(Instant::now() + timeout));
-        let mut pause = Duration::from_millis(100);
+        let mut pause = Duration::from_millis(250);
         loop {
+            if Instant::now() + pause < give_up {
+                tokio::time::sleep(pause).await;
+            }
             let observed = self.observe(arn, deadline, stats).await;
             let busy =
                 matches!(&observed, Observed::Found(f) if f.last_update_status == "InProgress" || f.state == "Pending");
             if !busy || Instant::now() + pause >= give_up {
                 return observed;
             }
-            tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
         }
     }

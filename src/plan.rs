@@ -49,6 +49,9 @@ pub struct Policy<'a> {
 pub struct Input<'a> {
     pub ld: &'a LambdaDeployment,
     pub artifact: &'a Observed<ArtifactStatus>,
+    /// The artifact was confirmed unchanged from a bucket listing (same ETag as the status remembers), not read
+    /// itself: enough for "up to date", but a deploy first verifies the exact object version.
+    pub artifact_from_listing: bool,
     pub function: &'a Observed<FunctionState>,
     /// Another LambdaDeployment in this invocation targeting the same function, preferred to this one (created
     /// earlier). Decides ownership only while the function carries no owner tag.
@@ -188,6 +191,9 @@ pub fn plan(input: &Input) -> Decision {
     if function.code_sha256 == artifact.sha256 {
         return Decision::UpToDate { artifact: artifact.clone(), claim };
     }
+    if input.artifact_from_listing {
+        return Decision::ObserveArtifact { bucket, key };
+    }
     let drift = ld.status.as_ref().and_then(|s| s.deployed_commit.as_deref()) == Some(ld.spec.commit.as_str());
     Decision::Deploy { artifact: artifact.clone(), revision_id: function.revision_id.clone(), claim, drift }
 }
@@ -251,6 +257,7 @@ mod tests {
         name: &'static str,
         ld: LambdaDeployment,
         artifact: Observed<ArtifactStatus>,
+        artifact_from_listing: bool,
         function: Observed<FunctionState>,
         rival: Option<&'static str>,
         allowed: &'static str,
@@ -263,6 +270,7 @@ mod tests {
             name,
             ld: ld(),
             artifact: Observed::Found(artifact("NEW")),
+            artifact_from_listing: false,
             function: Observed::Found(function("OLD", Some("team-a/orders"))),
             rival: None,
             allowed: "arn:aws:lambda:us-east-1:123456789012:function:*",
@@ -306,6 +314,8 @@ mod tests {
             Case { function: Observed::Found(listed("NEW")), ..case("a listed function with the same code is up to date without a tag lookup", Decision::UpToDate { artifact: artifact("NEW"), claim: false }) },
             Case { function: Observed::Found(listed("OLD")), ..case("a listed function with other code is looked at in detail before deploying", Decision::ObserveFunction) },
             Case { function: Observed::Found(listed("NEW")), rival: Some("team-b/first"), ..case("a listed function with a rival is looked at in detail for its owner", Decision::ObserveFunction) },
+            Case { artifact_from_listing: true, function: Observed::Found(function("NEW", Some("team-a/orders"))), ..case("an artifact confirmed by a bucket listing is enough for up to date", Decision::UpToDate { artifact: artifact("NEW"), claim: false }) },
+            Case { artifact_from_listing: true, ..case("an artifact confirmed by a bucket listing is read itself before deploying", Decision::ObserveArtifact { bucket: "artifacts".into(), key: key.clone() }) },
             Case { ld: { let mut ld = ld(); ld.spec.commit = "HEAD".into(); ld }, ..case("a non-hex commit is invalid", Decision::Invalid("spec.commit: commit \"HEAD\" contains 'H': only lowercase hex digits (0-9a-f) are allowed".into())) },
             Case { ld: { let mut ld = ld(); ld.spec.function_arn = "arn:aws:lambda:us-east-1:123456789012:function:orders:live".into(); ld }, ..case("a qualified ARN is invalid", Decision::Invalid("spec.functionARN: \"arn:aws:lambda:us-east-1:123456789012:function:orders:live\" has a qualifier (\"live\"); deploy to the unqualified function ARN".into())) },
         ];
@@ -321,6 +331,7 @@ mod tests {
             let input = Input {
                 ld: &c.ld,
                 artifact: &c.artifact,
+                artifact_from_listing: c.artifact_from_listing,
                 function: &c.function,
                 preferred_rival: c.rival,
                 policy: &policy,
