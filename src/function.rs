@@ -148,7 +148,7 @@ impl Functions {
         stats: &RetryStats,
     ) -> Observed<FunctionState> {
         let give_up = deadline.map_or(Instant::now() + timeout, |d| d.min(Instant::now() + timeout));
-        let mut pause = Duration::from_millis(250);
+        let mut pause = Duration::from_millis(500);
         loop {
             if Instant::now() + pause < give_up {
                 tokio::time::sleep(pause).await;

@@ -105,6 +105,20 @@ async fn duplicate_events_and_an_event_racing_a_sweep_deploy_exactly_once() {
     assert_eq!(world.successful_updates(&function), 1, "exactly one UpdateFunctionCode succeeded");
     assert_eq!(world.code_sha256(&function).await, sha);
     assert_eq!(a.failed + b.failed, 0, "the loser re-observes instead of failing: {a:?} {b:?}");
+
+    // Two sweeps at the same time over the same resources.
+    let c3 = commit("duplicates-3");
+    world.set_commit("dup", &c3).await;
+    world.set_commit("race", &c3).await;
+    let (_, dup_sha) = world.upload(&format!("{}/{c3}.zip", world.function_name("dup")), "dup release 3").await;
+    let (_, race_sha) = world.upload(&format!("{}/{c3}.zip", world.function_name("race")), "race release 3").await;
+    let (a, b) = tokio::join!(deployer.handle(&sweep, None), other.handle(&sweep, None));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!((a.deployed + b.deployed, a.failed + b.failed), (2, 0), "{a:?} {b:?}");
+    assert_eq!(world.successful_updates(&world.function_name("dup")), 2);
+    assert_eq!(world.successful_updates(&function), 2);
+    assert_eq!(world.code_sha256(&world.function_name("dup")).await, dup_sha);
+    assert_eq!(world.code_sha256(&function).await, race_sha);
 }
 
 #[tokio::test]
