@@ -71,8 +71,10 @@ async fn main() -> BenchResult<()> {
 
     let mut reports = Vec::new();
     let mut largest = None;
+    let mut in_account = 0;
     for &size in &fleets {
-        let fleet = Fleet::create(size).await?;
+        in_account += size;
+        let fleet = Fleet::create(size, in_account).await?;
         let report = fleet.run(&configs, in_progress).await?;
         print_fleet(&report);
         reports.push(report);
@@ -140,15 +142,18 @@ fn target_dir() -> PathBuf {
 // ---------------------------------------------------------------------------------------------------------------
 // The floor
 
-const FLOOR_DOC: &str = "floor = min(max(N/100, W/15), (ceil(N/50) + W)/15) [+ InProgress once if W > 0 and the \
-    scenario must confirm the update]. N = functions whose code must be observed, W = control-plane writes the \
-    scenario cannot avoid (UpdateFunctionCode of changed functions, TagResource of unclaimed ones). Observing by \
-    GetFunction uses its own 100/s bucket (writes overlap on the 15/s one); by ListFunctions, pages of 50 share the \
-    15/s bucket with the writes. No burst credit is counted; S3 and Kubernetes calls have no quota and count 0.";
+const FLOOR_DOC: &str = "floor = min(max(N/100, W/15), (ceil(A/50) + W)/15) [+ InProgress once if W > 0 and the \
+    scenario must confirm the update]. N = functions whose code must be observed, A = functions in the account (a \
+    ListFunctions listing pages through all of them), W = control-plane writes the scenario cannot avoid \
+    (UpdateFunctionCode of changed functions, TagResource of unclaimed ones). Observing by GetFunction uses its own \
+    100/s bucket (writes overlap on the 15/s one); by ListFunctions, pages of 50 share the 15/s bucket with the \
+    writes. No burst credit is counted; S3 and Kubernetes calls have no quota and count 0.";
 
 #[derive(Clone, Copy)]
 struct FloorInput {
     observed: usize,
+    /// Functions in the account: what a ListFunctions listing must page through to observe `observed` of them.
+    in_account: usize,
     writes: usize,
     confirm: bool,
 }
@@ -156,11 +161,12 @@ struct FloorInput {
 fn floor(input: FloorInput, in_progress: f64) -> (f64, String) {
     let (n, w) = (input.observed as f64, input.writes as f64);
     let by_get = (n / GET_FUNCTION_RPS).max(w / CONTROL_PLANE_RPS);
-    let by_list = ((n / LIST_PAGE).ceil() + w) / CONTROL_PLANE_RPS;
+    let a = input.in_account.max(input.observed) as f64;
+    let by_list = ((a / LIST_PAGE).ceil() + w) / CONTROL_PLANE_RPS;
     let quota = by_get.min(by_list);
     let wait = if input.confirm && input.writes > 0 { in_progress } else { 0.0 };
     let mut text = format!(
-        "min(max({n}/100, {w}/15), (ceil({n}/50)+{w})/15) = min({by_get:.3}, {by_list:.3}) = {quota:.3} s",
+        "min(max({n}/100, {w}/15), (ceil({a}/50)+{w})/15) = min({by_get:.3}, {by_list:.3}) = {quota:.3} s",
         n = input.observed,
         w = input.writes
     );
@@ -338,6 +344,8 @@ struct Member {
 
 struct Fleet {
     size: usize,
+    /// Functions in the account while this fleet is measured (earlier fleets' included).
+    in_account: usize,
     world: World,
     members: Vec<Member>,
     setup_s: f64,
@@ -360,7 +368,7 @@ fn set_quotas(world: &World, on: bool) {
 impl Fleet {
     /// Functions running placeholder code, one artifact each (uploaded with its SHA-256 checksum, as the README
     /// tells users to), and one LD each naming it. Quotas are off during setup.
-    async fn create(size: usize) -> BenchResult<Fleet> {
+    async fn create(size: usize, in_account: usize) -> BenchResult<Fleet> {
         let started = Instant::now();
         let world = World::new(&format!("fleet-{size}")).await;
         set_quotas(&world, false);
@@ -390,7 +398,7 @@ impl Fleet {
         set_quotas(&world, true);
         let setup_s = started.elapsed().as_secs_f64();
         println!("fleet {size}: {size} functions, artifacts and LDs created in {setup_s:.1} s (quotas off)");
-        Ok(Fleet { size, world, members, setup_s })
+        Ok(Fleet { size, in_account, world, members, setup_s })
     }
 
     async fn deployer(&self, config: &BenchConfig) -> Deployer {
@@ -442,7 +450,7 @@ impl Fleet {
             "initial sweep (deploys all)",
             first,
             &actor,
-            FloorInput { observed: n, writes: 2 * n, confirm: true },
+            FloorInput { observed: n, in_account: self.in_account, writes: 2 * n, confirm: true },
             in_progress,
             self.sweep(&deployer),
         )
@@ -459,7 +467,7 @@ impl Fleet {
                 "a: sweep, all in sync",
                 &config.label,
                 &actor,
-                FloorInput { observed: n, writes: 0, confirm: false },
+                FloorInput { observed: n, in_account: self.in_account, writes: 0, confirm: false },
                 in_progress,
                 self.sweep(deployer),
             )
@@ -471,7 +479,7 @@ impl Fleet {
                 &format!("b: sweep, 1% drifted ({drifted})"),
                 &config.label,
                 &actor,
-                FloorInput { observed: n, writes: drifted, confirm: true },
+                FloorInput { observed: n, in_account: self.in_account, writes: drifted, confirm: true },
                 in_progress,
                 self.sweep(deployer),
             )
@@ -491,7 +499,7 @@ impl Fleet {
             &format!("c: one S3 event among {n}"),
             first,
             &actor,
-            FloorInput { observed: 1, writes: 1, confirm: true },
+            FloorInput { observed: 1, in_account: 1, writes: 1, confirm: true },
             in_progress,
             async {
                 let summary = deployer.handle(&event, None).await?;
@@ -508,7 +516,7 @@ impl Fleet {
             "d: naive reconcile (seed)",
             "15/s client limit, SDK standard retry",
             &naive_actor,
-            FloorInput { observed: 0, writes: n, confirm: false },
+            FloorInput { observed: 0, in_account: 0, writes: n, confirm: false },
             in_progress,
             naive_reconcile(world),
         )
