@@ -3,7 +3,6 @@
 //! name signed in `x-k8s-aws-id`). EKS accepts a token for 15 minutes; the client is rebuilt after 10, so a token
 //! never expires mid-invocation. Locally, a kubeconfig.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::ProvideCredentials;
@@ -168,9 +167,6 @@ async fn kubeconfig_client(path: &str) -> Result<kube::Client> {
         .map_err(|e| Error::config("KUBECONFIG", format!("{path}: {e}")))?;
     kube::Client::try_from(config).map_err(|e| Error::config("KUBECONFIG", format!("{path}: {e}")))
 }
-
-/// Shared so the handler can hold it in its context.
-pub type SharedCluster = Arc<Cluster>;
 
 #[cfg(test)]
 mod tests {

@@ -139,19 +139,6 @@ pub struct ArtifactStatus {
     pub sha256: String,
 }
 
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::WaitingForArtifact => "WaitingForArtifact",
-            Phase::Deploying => "Deploying",
-            Phase::Deployed => "Deployed",
-            Phase::Failed => "Failed",
-            Phase::Blocked => "Blocked",
-            Phase::Suspended => "Suspended",
-        }
-    }
-}
-
 impl LambdaDeployment {
     /// `namespace/name`: how logs, Events and the owner tag name this resource.
     pub fn key(&self) -> String {

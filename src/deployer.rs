@@ -216,6 +216,7 @@ impl Deployer {
                     continue;
                 }
             };
+            tracing::info!(bucket = %event.bucket, key = %event.key, version_id = ?event.version_id, source = ?event.source, "artifact uploaded");
             let selector = format!("spec.functionName={},spec.commit={}", artifact.function_name, artifact.commit);
             let namespaces = self.config.watch_namespaces.as_deref();
             let listed = match resources::list(client, namespaces, Some(&selector)).await {

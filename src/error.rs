@@ -13,10 +13,6 @@ pub enum Error {
     #[error("unrecognised invocation payload: {0}")]
     Payload(String),
 
-    /// A LambdaDeployment's spec is invalid (validation bypassed, or rules the schema cannot express).
-    #[error("invalid LambdaDeployment: {0}")]
-    InvalidSpec(String),
-
     /// The Kubernetes API refused or failed a request.
     #[error("kubernetes API: {message}")]
     Kube { message: String, status: Option<u16>, retryable: bool },
@@ -33,19 +29,14 @@ pub enum Error {
         /// Honoured before retrying (from `Retry-After` on 429).
         retry_after: Option<Duration>,
     },
-
-    /// The invocation ran out of time before this piece of work could start.
-    #[error("deadline reached: {0}")]
-    Deadline(String),
 }
 
 impl Error {
     /// Whether the same work may succeed if tried again later.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Config { .. } | Error::Payload(_) | Error::InvalidSpec(_) => false,
+            Error::Config { .. } | Error::Payload(_) => false,
             Error::Kube { retryable, .. } | Error::Aws { retryable, .. } => *retryable,
-            Error::Deadline(_) => true,
         }
     }
 
@@ -70,11 +61,9 @@ impl From<Error> for lambda_runtime::Diagnostic {
         let error_type = match &err {
             Error::Config { .. } => "InvalidConfiguration",
             Error::Payload(_) => "UnrecognisedPayload",
-            Error::InvalidSpec(_) => "InvalidSpec",
             Error::Kube { status: Some(401 | 403), .. } => "ClusterAccessDenied",
             Error::Kube { .. } => "ClusterUnavailable",
             Error::Aws { .. } => "AwsError",
-            Error::Deadline(_) => "Deadline",
         };
         lambda_runtime::Diagnostic { error_type: error_type.into(), error_message: err.to_string() }
     }
