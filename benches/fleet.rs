@@ -32,7 +32,7 @@ use lambda_deployer::crd::LambdaDeployment;
 use lambda_deployer::deployer::Deployer;
 use serde::Serialize;
 use serde_json::{Value, json};
-use support::{World, commit, free_port, zip};
+use support::{Children, World, commit, free_port, zip};
 use testbed::aws::{Call, LayerConfig};
 use testbed::identity::{ARTIFACT_BUCKET, AwsIdentity, REGION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -673,18 +673,6 @@ fn truncate(text: &str, max: usize) -> String {
 
 // ---------------------------------------------------------------------------------------------------------------
 // The real binary: sizes, cold init, peak RSS
-
-/// Kills the processes this bench started when it is done with them, even on an early return.
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 async fn binary_figures(fleet: &Fleet, cold_runs: usize) -> Value {
     println!("\n== the binary ==");

@@ -5,25 +5,13 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use lambda_deployer::crd::Phase;
 use serde_json::Value;
-use support::{World, commit, free_port, venv_tool};
+use support::{Children, World, commit, free_port, venv_tool};
 use testbed::identity::AwsIdentity;
-
-/// Kills the child processes when the test ends, even on panic.
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn cargo_lambda() -> Command {
     let mut command = Command::new(venv_tool("cargo-lambda"));
@@ -73,7 +61,7 @@ async fn the_real_binary_handles_every_trigger_under_the_runtime_emulator() {
         .env("RUST_LOG", "debug")
         .stdout(std::fs::File::create(&log_path).unwrap())
         .stderr(Stdio::inherit());
-    let mut processes = Processes(vec![emulator]);
+    let mut processes = Children(vec![emulator]);
     std::thread::sleep(Duration::from_secs(2)); // the emulator binds its port
     processes.0.push(deployer.spawn().expect("the deployer binary starts"));
 

@@ -530,11 +530,7 @@ async fn list_filters_by_selectable_fields_and_rejects_other_fields_with_400() {
 #[tokio::test]
 async fn all_namespaces_list_returns_objects_from_every_namespace() {
     let (_server, client) = setup().await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "team-b"}})).unwrap())
-        .await
-        .unwrap();
+    create_namespace(&client, "team-b").await;
     lds(&client, "default").create(&PostParams::default(), &ld("a", "fn", "abc1234")).await.unwrap();
     lds(&client, "team-b").create(&PostParams::default(), &ld("b", "fn", "abc1234")).await.unwrap();
     let all: Api<LambdaDeployment> = Api::all(client.clone());
@@ -962,11 +958,7 @@ async fn generate_name_and_dry_run_behave_like_kube_apiserver() {
 #[tokio::test]
 async fn deleting_a_namespace_deletes_its_objects_but_default_namespaces_are_protected() {
     let (_server, client) = setup().await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "team-b"}})).unwrap())
-        .await
-        .unwrap();
+    let namespaces = create_namespace(&client, "team-b").await;
     lds(&client, "team-b").create(&PostParams::default(), &ld("a", "fn", "abc1234")).await.unwrap();
     namespaces.delete("team-b", &DeleteParams::default()).await.unwrap();
     let all: Api<LambdaDeployment> = Api::all(client.clone());
@@ -1133,4 +1125,14 @@ async fn duplicate_items_in_a_set_list_get_422() {
         s.message,
         "LambdaDeployment.lambda-deployer.dev \"a\" is invalid: spec.tags[1]: Duplicate value: \"x\""
     );
+}
+
+/// Creates a namespace as the admin; returns the namespaces API.
+async fn create_namespace(client: &kube::Client, name: &str) -> Api<Namespace> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap())
+        .await
+        .unwrap();
+    namespaces
 }

@@ -386,6 +386,18 @@ pub fn venv_tool(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// Child processes killed (and reaped) when dropped, even when a test panics or a bench returns early.
+pub struct Children(pub Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
