@@ -62,7 +62,7 @@ async fn the_real_binary_handles_every_trigger_under_the_runtime_emulator() {
         .stdout(std::fs::File::create(&log_path).unwrap())
         .stderr(Stdio::inherit());
     let mut processes = Children(vec![emulator]);
-    std::thread::sleep(Duration::from_secs(2)); // the emulator binds its port
+    wait_for_port(port, Duration::from_secs(120));
     processes.0.push(deployer.spawn().expect("the deployer binary starts"));
 
     let arn = world.create_function("fn", "initial").await;
@@ -128,4 +128,13 @@ fn tempdir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("lambda-deployer-emulator-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Waits (bounded) until something listens on the port: `cargo lambda watch` first runs `cargo metadata`.
+fn wait_for_port(port: u16, limit: Duration) {
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < limit, "the runtime emulator did not listen on port {port} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
