@@ -11,16 +11,7 @@ use support::{World, commit};
 #[tokio::test]
 async fn a_listing_sweep_confirms_in_sync_functions_from_pages_and_still_corrects_drift() {
     let world = World::new("listing").await;
-    let c = commit("listing");
-    let mut functions = Vec::new();
-    for i in 0..20 {
-        let label = format!("fn{i:02}");
-        let arn = world.create_function(&label, "initial").await;
-        let function = world.function_name(&label);
-        world.apply_ld(&label, &arn, &function, &c).await;
-        world.upload_with_checksum(&format!("{function}/{c}.zip"), &format!("release {i}")).await;
-        functions.push(function);
-    }
+    let (functions, c) = fleet(&world, 20).await;
     let deployer = world.deployer(&[("LIST_FUNCTIONS", "true"), ("MAX_CONCURRENCY", "16")]).await;
     assert_eq!(deployer.handle(&json!({"action": "sweep"}), None).await.unwrap().deployed, 20);
 
@@ -72,16 +63,7 @@ async fn a_listing_sweep_confirms_in_sync_functions_from_pages_and_still_correct
 #[tokio::test]
 async fn a_failing_function_listing_falls_back_to_get_function() {
     let world = World::new("listing-denied").await;
-    let c = commit("listing-denied");
-    let mut labels = Vec::new();
-    for i in 0..8 {
-        let label = format!("fn{i}");
-        let arn = world.create_function(&label, "initial").await;
-        let function = world.function_name(&label);
-        world.apply_ld(&label, &arn, &function, &c).await;
-        world.upload_with_checksum(&format!("{function}/{c}.zip"), &format!("release {i}")).await;
-        labels.push(label);
-    }
+    fleet(&world, 8).await;
     world
         .testbed
         .aws()
@@ -97,4 +79,20 @@ async fn a_failing_function_listing_falls_back_to_get_function() {
     let summary = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
     world.testbed.aws().clear_faults();
     assert_eq!(summary.deployed, 8, "{summary:?}");
+}
+
+/// `size` functions with one LambdaDeployment each and an artifact uploaded with its checksum; returns the function
+/// names and the commit they all declare.
+async fn fleet(world: &World, size: usize) -> (Vec<String>, String) {
+    let c = commit(&world.namespace);
+    let mut functions = Vec::new();
+    for i in 0..size {
+        let label = format!("fn{i:02}");
+        let arn = world.create_function(&label, "initial").await;
+        let function = world.function_name(&label);
+        world.apply_ld(&label, &arn, &function, &c).await;
+        world.upload_with_checksum(&format!("{function}/{c}.zip"), &format!("release {i}")).await;
+        functions.push(function);
+    }
+    (functions, c)
 }
