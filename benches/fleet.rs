@@ -9,7 +9,8 @@
 //! init under `cargo lambda watch` (spawn → its first `GET /runtime/invocation/next`) and peak RSS of a sweep of the
 //! largest fleet. Prints tables and writes `target/bench/fleet.json`.
 //!
-//! `BENCH_FLEETS=150,1000` (sizes); `BENCH_CONFIGS="MAX_CONCURRENCY=8;MAX_CONCURRENCY=32;LIST_FUNCTIONS=true"`
+//! `BENCH_FLEETS=150,1000` (sizes);
+//! `BENCH_CONFIGS="FUNCTION_OBSERVATION=auto;FUNCTION_OBSERVATION=get-function;FUNCTION_OBSERVATION=get-function,MAX_CONCURRENCY=32"`
 //! (deployer variables per configuration, `;` between configurations, `,` between variables: scenarios a and b run
 //! once per configuration, the others with the first); `BENCH_COLD_RUNS=5`.
 
@@ -54,7 +55,10 @@ const ADMIN_KUBE_USER: &str = "kubernetes-admin";
 #[tokio::main]
 async fn main() -> BenchResult<()> {
     let fleets = env_list("BENCH_FLEETS", "150,1000")?;
-    let configs = env_configs("BENCH_CONFIGS", "MAX_CONCURRENCY=8;MAX_CONCURRENCY=32;LIST_FUNCTIONS=true")?;
+    let configs = env_configs(
+        "BENCH_CONFIGS",
+        "FUNCTION_OBSERVATION=auto;FUNCTION_OBSERVATION=get-function;FUNCTION_OBSERVATION=get-function,MAX_CONCURRENCY=32",
+    )?;
     let cold_runs = env_list("BENCH_COLD_RUNS", "5")?.first().copied().unwrap_or(5);
     if fleets.is_empty() || configs.is_empty() {
         return Err("BENCH_FLEETS and BENCH_CONFIGS need at least one entry".into());

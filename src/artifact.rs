@@ -22,18 +22,20 @@ impl ArtifactStore {
         ArtifactStore { s3 }
     }
 
-    /// Lists the bucket (1,000 keys a page, at most `max_pages`): key → ETag of its current version. A sweep uses it
+    /// Lists the bucket (1,000 keys a page, while fewer than `max_pages()` were read): key → ETag of its current version. A sweep uses it
     /// to confirm that artifacts it already knows are unchanged without one HeadObject each.
     pub async fn list(
         &self,
         bucket: &str,
-        max_pages: usize,
+        max_pages: impl Fn() -> usize,
         deadline: Option<Instant>,
         stats: &RetryStats,
     ) -> Result<HashMap<String, String>, crate::Error> {
         let mut etags = HashMap::new();
         let mut token: Option<String> = None;
-        for _ in 0..max_pages {
+        let mut pages = 0;
+        while pages < max_pages() {
+            pages += 1;
             let page = with_retry(None, deadline, stats, || async {
                 self.s3
                     .list_objects_v2()

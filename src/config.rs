@@ -31,8 +31,31 @@ pub struct Config {
     pub deadline_margin: Duration,
     /// How long to wait for one started update to finish before reporting it as still Deploying.
     pub update_timeout: Duration,
-    /// Sweeps may observe functions through ListFunctions pages (needs `lambda:ListFunctions` on `*`).
-    pub list_functions: bool,
+    /// How sweeps read the functions' code.
+    pub function_observation: FunctionObservation,
+}
+
+/// How a sweep observes the functions it targets. Events always use GetFunction: they target one or two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FunctionObservation {
+    /// Whichever is quicker for the fleet: ListFunctions pages when the account's functions (GetAccountSettings)
+    /// fit in fewer pages than the targets' GetFunction calls take; GetFunction when listing is not allowed.
+    Auto,
+    /// One GetFunction per target; never ListFunctions (the least-privilege choice).
+    GetFunction,
+    /// Always ListFunctions pages.
+    ListFunctions,
+}
+
+impl FunctionObservation {
+    fn parse(text: &str) -> Result<FunctionObservation, String> {
+        match text {
+            "auto" => Ok(FunctionObservation::Auto),
+            "get-function" => Ok(FunctionObservation::GetFunction),
+            "list-functions" => Ok(FunctionObservation::ListFunctions),
+            other => Err(format!("{other:?} is not auto, get-function or list-functions")),
+        }
+    }
 }
 
 /// Which namespaces may target which function ARNs: `team-a=arn:...:function:a-*|arn:...;team-b=...`.
@@ -100,13 +123,13 @@ impl Config {
             60,
             1..=600,
         )?);
-        let list_functions = match non_empty("LIST_FUNCTIONS").as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => return Err(Error::config("LIST_FUNCTIONS", format!("{other:?} is not true or false"))),
-        };
+        let function_observation = non_empty("FUNCTION_OBSERVATION")
+            .map(|text| FunctionObservation::parse(&text))
+            .transpose()
+            .map_err(|reason| Error::config("FUNCTION_OBSERVATION", reason))?
+            .unwrap_or(FunctionObservation::Auto);
         Ok(Config {
-            list_functions,
+            function_observation,
             cluster,
             artifact_bucket,
             key_template,
@@ -155,6 +178,7 @@ mod tests {
         assert_eq!(config.cluster, ClusterAccess::Eks { cluster_name: "prod".into() });
         assert_eq!(config.key_template.render("orders", "abcdef1"), "orders/abcdef1.zip");
         assert_eq!(config.max_concurrency, 8);
+        assert_eq!(config.function_observation, FunctionObservation::Auto);
         assert!(config.allowed_function_arns.is_none() && config.watch_namespaces.is_none());
     }
 
@@ -168,7 +192,7 @@ mod tests {
     fn each_invalid_variable_is_named_in_the_error() {
         let base = [("CLUSTER_NAME", "c"), ("ARTIFACT_BUCKET", "b")];
         let cases: [(&[(&str, &str)], &str); 7] = [
-            (&[("LIST_FUNCTIONS", "yes")], "LIST_FUNCTIONS"),
+            (&[("FUNCTION_OBSERVATION", "list")], "FUNCTION_OBSERVATION"),
             (&[("ARTIFACT_BUCKET", "b")], "CLUSTER_NAME"),
             (&[("CLUSTER_NAME", "c")], "ARTIFACT_BUCKET"),
             (&[("MAX_CONCURRENCY", "0")], "MAX_CONCURRENCY"),

@@ -3,24 +3,26 @@
 //! per container and reused by every invocation.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::arn::ArnGlob;
 use crate::artifact::ArtifactStore;
 use crate::aws::RetryStats;
 use crate::cluster::Cluster;
-use crate::config::Config;
+use crate::config::{Config, FunctionObservation};
 use crate::crd::LambdaDeployment;
 use crate::function::{Functions, lost_race};
 use crate::plan::{self, Decision, FunctionState, Input, Observed, Policy};
 use crate::report::{self, Outcome};
-use crate::resources::{self, EventRecord, Listed};
+use crate::resources::{self, EventRecord, ListProgress, Listed};
 use crate::trigger::{self, ArtifactEvent, Trigger};
 use crate::{Error, Result};
 
@@ -32,11 +34,13 @@ pub struct Identity {
     pub region: String,
 }
 
-/// What a sweep listed in bulk, for one resource: its function from ListFunctions, and the bucket's ETags.
+/// What was listed for one resource: its function from ListFunctions, the bucket's ETags (sweeps), and until when
+/// the listed resource itself counts as fresh.
 #[derive(Clone, Copy)]
 struct Prefetched<'a> {
     function: Option<&'a FunctionState>,
     objects: &'a HashMap<String, String>,
+    fresh_until: Instant,
 }
 
 /// A bucket listing page (1,000 keys) is worth it when it replaces at least this many HeadObjects.
@@ -47,6 +51,14 @@ enum Step {
     Done(Outcome),
     Superseded(Box<Listed>),
 }
+
+/// A resource listed less than this long ago is not read again before deploying. The re-read keeps a slow sweep
+/// from deploying a commit the user has replaced meanwhile; a listing this fresh leaves no wider window than the
+/// re-read would. After a lost race or a wait, or when the function no longer runs what the status recorded
+/// (another invocation may have deployed a newer spec), the resource is always read again.
+const FRESH_LISTING: Duration = Duration::from_secs(1);
+/// The account's function count (for choosing ListFunctions) is asked for again after this long.
+const ACCOUNT_COUNT_TTL: Duration = Duration::from_secs(600);
 
 /// How many times one LD may lose a race (conflict, stale revision, concurrent claim) before giving up for now.
 const MAX_RACES: u32 = 4;
@@ -63,6 +75,8 @@ pub struct Deployer {
     functions: Functions,
     cluster: Cluster,
     stats: RetryStats,
+    /// When the account's function count was learned, and the count (`None`: GetAccountSettings is not allowed).
+    functions_in_account: Mutex<Option<(Instant, Option<usize>)>>,
 }
 
 /// The invocation's result.
@@ -116,6 +130,7 @@ impl Deployer {
             artifacts: ArtifactStore::new(aws_sdk_s3::Client::from_conf(s3_config)),
             functions: Functions::new(aws_sdk_lambda::Client::new(sdk)),
             stats: RetryStats::default(),
+            functions_in_account: Mutex::new(None),
         }
     }
 
@@ -146,24 +161,32 @@ impl Deployer {
         let dry_run = matches!(trigger, Trigger::Plan { .. });
         let mut summary = Summary { trigger: trigger.kind().to_string(), dry_run, ..Summary::default() };
         let client = self.cluster.client().await?;
-        let targets = match &trigger {
-            Trigger::Sweep { .. } => resources::list(&client, self.config.watch_namespaces.as_deref(), None).await?,
-            Trigger::Plan { namespace, name } => {
-                let namespaces = namespace.clone().map(|ns| vec![ns]).or_else(|| self.config.watch_namespaces.clone());
-                let listed = resources::list(&client, namespaces.as_deref(), None).await?;
-                listed.into_iter().filter(|item| name.is_none() || item.metadata().name == *name).collect()
+        let listed_at = Instant::now();
+        // An upload event reads only its own targets. A sweep also reads in bulk (functions, artifact ETags), each
+        // listing starting as soon as the LambdaDeployments listed so far make it worth it.
+        let (targets, (listed, objects)) = match &trigger {
+            Trigger::Artifacts(events) => {
+                (self.artifact_targets(&client, events, &mut summary).await?, (HashMap::new(), HashMap::new()))
             }
-            Trigger::Artifacts(events) => self.artifact_targets(&client, events, &mut summary).await?,
+            _ => {
+                let (progress, listed_so_far) = watch::channel(ListProgress::default());
+                let read_targets = async {
+                    let targets = self.sweep_targets(&client, &trigger, &progress).await?;
+                    progress.send_replace(ListProgress { at_least: targets.len(), complete: true });
+                    Ok::<_, Error>(targets)
+                };
+                let read_in_bulk = async {
+                    Ok(tokio::join!(
+                        self.list_functions(listed_so_far.clone(), deadline),
+                        self.list_artifacts(listed_so_far.clone(), deadline)
+                    ))
+                };
+                tokio::try_join!(read_targets, read_in_bulk)?
+            }
         };
         summary.considered = targets.len();
         let rivals = preferred_rivals(&targets, &self.policy());
-        // A sweep reads what it can in bulk first, both listings at once; an upload event reads only its own targets.
-        let (listed, objects) = match &trigger {
-            Trigger::Artifacts(_) => (HashMap::new(), HashMap::new()),
-            _ => {
-                tokio::join!(self.list_functions(targets.len(), deadline), self.list_artifacts(targets.len(), deadline))
-            }
-        };
+        let fresh_until = listed_at + FRESH_LISTING;
         let deadline = deadline.map(|deadline| deadline.checked_sub(REPORT_RESERVE).unwrap_or(deadline));
         let outcomes: Vec<(Listed, Outcome)> = futures::stream::iter(targets)
             .map(|target| {
@@ -176,7 +199,7 @@ impl Deployer {
                     &client,
                     target,
                     rival,
-                    Prefetched { function: prefetched, objects: &objects },
+                    Prefetched { function: prefetched, objects: &objects, fresh_until },
                     dry_run,
                     deadline,
                 )
@@ -219,10 +242,10 @@ impl Deployer {
             tracing::info!(bucket = %event.bucket, key = %event.key, version_id = ?event.version_id, source = ?event.source, "artifact uploaded");
             let selector = format!("spec.functionName={},spec.commit={}", artifact.function_name, artifact.commit);
             let namespaces = self.config.watch_namespaces.as_deref();
-            let listed = match resources::list(client, namespaces, Some(&selector)).await {
+            let listed = match resources::list(client, namespaces, Some(&selector), None).await {
                 Err(Error::Kube { status: Some(400), .. }) => {
                     tracing::info!("field selector unsupported by the cluster; listing all LambdaDeployments");
-                    resources::list(client, namespaces, None).await?
+                    resources::list(client, namespaces, None, None).await?
                 }
                 other => other?,
             };
@@ -239,15 +262,51 @@ impl Deployer {
         Ok(targets)
     }
 
-    /// For a sweep, the functions from ListFunctions pages when allowed and cheaper than one GetFunction per target
-    /// (GetFunction: 100/s each; a page of 50 costs one of the shared 15/s). Failing to list is not fatal.
-    async fn list_functions(&self, targets: usize, deadline: Option<Instant>) -> HashMap<String, FunctionState> {
-        let max_pages = targets * crate::aws::CONTROL_PLANE_RPS as usize / crate::aws::GET_FUNCTION_RPS as usize;
-        if !self.config.list_functions || max_pages == 0 {
+    /// The LambdaDeployments a sweep or a plan concerns, reporting the listing's progress page by page (a plan
+    /// of one named resource only at the end, so it does not start bulk reads).
+    async fn sweep_targets(
+        &self,
+        client: &kube::Client,
+        trigger: &Trigger,
+        progress: &watch::Sender<ListProgress>,
+    ) -> Result<Vec<Listed>> {
+        let (namespaces, name) = match trigger {
+            Trigger::Plan { namespace, name } => {
+                (namespace.clone().map(|ns| vec![ns]).or_else(|| self.config.watch_namespaces.clone()), name.clone())
+            }
+            _ => (self.config.watch_namespaces.clone(), None),
+        };
+        let progress = name.is_none().then_some(progress);
+        let listed = resources::list(client, namespaces.as_deref(), None, progress).await?;
+        Ok(listed.into_iter().filter(|item| name.is_none() || item.metadata().name == name).collect())
+    }
+
+    /// For a sweep, the functions from ListFunctions pages when configured, or (auto) when paging through the
+    /// account's functions is quicker than one GetFunction per target. Failing to list is not fatal.
+    async fn list_functions(
+        &self,
+        targets: watch::Receiver<ListProgress>,
+        deadline: Option<Instant>,
+    ) -> HashMap<String, FunctionState> {
+        let in_account = match self.config.function_observation {
+            FunctionObservation::GetFunction => return HashMap::new(),
+            FunctionObservation::ListFunctions => None,
+            FunctionObservation::Auto => match self.functions_in_account(deadline).await {
+                Some(count) => Some(count),
+                None => return HashMap::new(),
+            },
+        };
+        let worth_it =
+            |targets| targets > 0 && in_account.is_none_or(|count| crate::aws::listing_is_quicker(targets, count));
+        if !once_worth_it(targets, worth_it).await {
             return HashMap::new();
         }
-        match self.functions.list(max_pages, deadline, &self.stats).await {
-            Ok(functions) => functions,
+        match self.functions.list(deadline, &self.stats).await {
+            Ok(functions) => {
+                *self.functions_in_account.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), Some(functions.len())));
+                functions
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "ListFunctions failed; observing each function with GetFunction");
                 HashMap::new()
@@ -255,13 +314,38 @@ impl Deployer {
         }
     }
 
+    /// The account's function count: remembered for a while (a complete listing also updates it), else asked
+    /// with GetAccountSettings. `None` when that is not allowed or fails: then functions are observed one by one.
+    async fn functions_in_account(&self, deadline: Option<Instant>) -> Option<usize> {
+        let remembered = *self.functions_in_account.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((learned, count)) = remembered
+            && learned.elapsed() < ACCOUNT_COUNT_TTL
+        {
+            return count;
+        }
+        let count = match self.functions.count_in_account(deadline, &self.stats).await {
+            Ok(count) => Some(count),
+            Err(err) => {
+                tracing::warn!(error = %err, "GetAccountSettings failed; sweeps observe each function with GetFunction (set FUNCTION_OBSERVATION=get-function to skip asking)");
+                None
+            }
+        };
+        *self.functions_in_account.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), count));
+        count
+    }
+
     /// For a sweep, the artifact bucket's listing (key → ETag), when it can replace enough HeadObjects: artifacts
     /// whose ETag is the one the status remembers are known without reading them. Failing to list is not fatal.
-    async fn list_artifacts(&self, targets: usize, deadline: Option<Instant>) -> HashMap<String, String> {
-        let max_pages = targets / HEAD_OBJECTS_PER_LISTING_PAGE;
-        if max_pages == 0 {
+    async fn list_artifacts(
+        &self,
+        targets: watch::Receiver<ListProgress>,
+        deadline: Option<Instant>,
+    ) -> HashMap<String, String> {
+        let pages_worth_it = |targets: usize| targets / HEAD_OBJECTS_PER_LISTING_PAGE;
+        if !once_worth_it(targets.clone(), |targets| pages_worth_it(targets) > 0).await {
             return HashMap::new();
         }
+        let max_pages = || pages_worth_it(targets.borrow().at_least);
         match self.artifacts.list(&self.config.artifact_bucket, max_pages, deadline, &self.stats).await {
             Ok(objects) => objects,
             Err(err) => {
@@ -376,7 +460,12 @@ impl Deployer {
                         self.functions.claim(arn, &me, deadline, stats).await
                     } else {
                         // A spec listed seconds or minutes ago may be stale: never deploy a commit the user replaced.
-                        if let Some(step) = self.superseded(client, ld).await {
+                        let changed = match &function {
+                            Observed::Found(running) => plan::changed_since_recorded(ld, running),
+                            _ => true,
+                        };
+                        let stale = races > 0 || changed || Instant::now() >= prefetched.fresh_until;
+                        if stale && let Some(step) = self.superseded(client, ld).await {
                             return step;
                         }
                         self.functions.update_code(arn, &wanted, &revision_id, deadline, stats).await
@@ -560,6 +649,20 @@ fn preferred_rivals(targets: &[Listed], policy: &Policy) -> HashMap<String, Stri
         }
     }
     rivals
+}
+
+/// Waits until the LambdaDeployments listed so far make a bulk read `worth_it` (true), or the listing ends
+/// without that (false).
+async fn once_worth_it(mut targets: watch::Receiver<ListProgress>, worth_it: impl Fn(usize) -> bool) -> bool {
+    loop {
+        let progress = *targets.borrow_and_update();
+        if worth_it(progress.at_least) {
+            return true;
+        }
+        if progress.complete || targets.changed().await.is_err() {
+            return false;
+        }
+    }
 }
 
 /// Converts the Lambda context's deadline (epoch milliseconds) into an [`Instant`]. A deadline that is not in the

@@ -51,18 +51,25 @@ impl Functions {
         })
     }
 
-    /// Lists the account's functions (50 per page, one control-plane request each) while that stays cheaper than
-    /// one GetFunction per target: at most `max_pages` pages. Returns what was listed, by unqualified ARN; a
-    /// function missing from a partial listing is simply observed with GetFunction later.
-    pub async fn list(
-        &self,
-        max_pages: usize,
-        deadline: Option<Instant>,
-        stats: &RetryStats,
-    ) -> Result<HashMap<String, FunctionState>> {
+    /// How many functions the account has in this region (GetAccountSettings: one control-plane request): what
+    /// a ListFunctions listing would page through.
+    pub async fn count_in_account(&self, deadline: Option<Instant>, stats: &RetryStats) -> Result<usize> {
+        let settings = with_retry(Some(&self.limits.control_plane), deadline, stats, || async {
+            self.lambda.get_account_settings().send().await.map_err(|e| aws_error("lambda", "GetAccountSettings", e))
+        })
+        .await?;
+        Ok(settings.account_usage().map_or(0, |usage| usage.function_count().max(0) as usize))
+    }
+
+    /// Lists the account's functions, 50 per page (one control-plane request each), by unqualified ARN.
+    pub async fn list(&self, deadline: Option<Instant>, stats: &RetryStats) -> Result<HashMap<String, FunctionState>> {
         let mut functions = HashMap::new();
         let mut marker: Option<String> = None;
-        for _ in 0..max_pages {
+        loop {
+            // Out of time: what was listed is used, the rest is observed one by one (or by the next sweep).
+            if marker.is_some() && deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Ok(functions);
+            }
             let page = with_retry(Some(&self.limits.control_plane), deadline, stats, || async {
                 self.lambda
                     .list_functions()
@@ -90,10 +97,9 @@ impl Functions {
             }
             marker = page.next_marker().map(String::from);
             if marker.is_none() {
-                break;
+                return Ok(functions);
             }
         }
-        Ok(functions)
     }
 
     /// Tags the function with its owning LambdaDeployment (`namespace/name`).

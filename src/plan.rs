@@ -198,6 +198,12 @@ pub fn plan(input: &Input) -> Decision {
     Decision::Deploy { artifact: artifact.clone(), revision_id: function.revision_id.clone(), claim, drift }
 }
 
+/// Whether the function runs other code than this resource's status last recorded: someone changed it since (out
+/// of band, or another invocation acting on a newer spec). A listed spec is then read again before deploying.
+pub fn changed_since_recorded(ld: &LambdaDeployment, function: &FunctionState) -> bool {
+    ld.status.as_ref().and_then(|s| s.code_sha256.as_deref()) != Some(function.code_sha256.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,5 +360,15 @@ mod tests {
         assert_eq!(artifact_location(&ld, &policy), ("other".into(), format!("orders/{COMMIT}.zip")));
         ld.spec.artifact = Some(ArtifactLocation { bucket: None, key: Some("builds/orders.zip".into()) });
         assert_eq!(artifact_location(&ld, &policy), ("artifacts".into(), "builds/orders.zip".into()));
+    }
+
+    #[test]
+    fn a_function_changed_since_the_recorded_deploy_is_noticed() {
+        let mut ld = ld();
+        let running = |sha: &str| function(sha, Some("team-a/orders"));
+        assert!(changed_since_recorded(&ld, &running("OLD")), "nothing recorded yet");
+        ld.status = Some(LambdaDeploymentStatus { code_sha256: Some("OLD".into()), ..Default::default() });
+        assert!(!changed_since_recorded(&ld, &running("OLD")), "runs what the status says");
+        assert!(changed_since_recorded(&ld, &running("OTHER")), "changed by someone else");
     }
 }

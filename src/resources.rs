@@ -61,11 +61,21 @@ pub fn kube_error(action: &str, err: kube::Error) -> Error {
     }
 }
 
-/// Lists LambdaDeployments in `namespaces` (None: all), optionally with a field selector.
+/// How far a listing has got: at least this many objects exist (listed so far plus what the server says remains),
+/// and whether the listing is complete. Bulk reads that only pay off for large fleets start on it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListProgress {
+    pub at_least: usize,
+    pub complete: bool,
+}
+
+/// Lists LambdaDeployments in `namespaces` (None: all), optionally with a field selector, telling `progress`
+/// after each page (it is not marked complete here: the caller may still filter).
 pub async fn list(
     client: &kube::Client,
     namespaces: Option<&[String]>,
     field_selector: Option<&str>,
+    progress: Option<&tokio::sync::watch::Sender<ListProgress>>,
 ) -> Result<Vec<Listed>> {
     let resource = api_resource();
     let apis: Vec<Api<DynamicObject>> = match namespaces {
@@ -81,6 +91,10 @@ pub async fn list(
         loop {
             let page = api.list(&params).await.map_err(|e| kube_error("listing LambdaDeployments", e))?;
             listed.extend(page.items.into_iter().map(decode));
+            if let Some(progress) = progress {
+                let remaining = page.metadata.remaining_item_count.unwrap_or(0).max(0) as usize;
+                progress.send_modify(|p| p.at_least = p.at_least.max(listed.len() + remaining));
+            }
             match page.metadata.continue_.filter(|token| !token.is_empty()) {
                 Some(token) => params = params.continue_token(&token),
                 None => break,

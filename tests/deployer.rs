@@ -406,6 +406,22 @@ async fn an_upload_event_touches_only_the_lds_of_that_artifact_through_one_field
     assert_eq!((summary.considered, summary.deployed), (1, 1), "{summary:?}");
     assert_eq!(world.code_sha256(&world.function_name("preview")).await, sha2);
     assert_eq!(world.code_sha256(&world.function_name("staging")).await, sha, "staging keeps its commit");
+
+    // The next release of an LD already deployed: the fresh list is not read again; the kube calls are that list,
+    // the status write and the `Deployed` Event.
+    let c3 = commit("event-path-3");
+    world.set_commit("staging", &c3).await;
+    let key3 = format!("{artifact}/{c3}.zip");
+    let (version3, sha3) = world.upload(&key3, "orders release 3").await;
+    let requests_before = world.deployer_kube_requests().len();
+    let summary = deployer.handle(&world.s3_event(&key3, &version3), None).await.unwrap();
+    assert_eq!((summary.considered, summary.deployed), (1, 1), "{summary:?}");
+    assert_eq!(world.code_sha256(&world.function_name("staging")).await, sha3);
+    let calls: Vec<String> = world.deployer_kube_requests()[requests_before..]
+        .iter()
+        .map(|r| format!("{} {}/{}", r.verb, r.resource, r.subresource))
+        .collect();
+    assert_eq!(calls, ["list lambdadeployments/", "patch lambdadeployments/status", "create events/"]);
 }
 
 #[tokio::test]

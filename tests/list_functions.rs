@@ -1,34 +1,33 @@
-//! Sweeps that observe in bulk: functions through ListFunctions pages (LIST_FUNCTIONS=true) and artifacts through
-//! the bucket listing. In-sync resources cost no GetFunction and no HeadObject at all, and anything to deploy is
-//! still read in detail first (function state, tags, fresh RevisionId; the exact artifact version).
-//! A test binary of its own, so the account holds only this test's functions.
+//! Sweeps that observe in bulk: functions through ListFunctions pages (FUNCTION_OBSERVATION=list-functions, or
+//! auto when paging is quicker than one GetFunction per target) and artifacts through the bucket listing. In-sync
+//! resources cost no GetFunction and no HeadObject at all, and anything to deploy is still read in detail first
+//! (function state, tags, fresh RevisionId; the exact artifact version).
+//! A test binary of its own, so the account holds only these tests' functions; they run one at a time, because
+//! the faults they inject apply to the whole account.
 
 mod support;
 
 use serde_json::json;
 use support::{World, commit};
+use testbed::aws::{Fault, FaultAction, Trigger};
+use tokio::sync::Mutex;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 #[tokio::test]
 async fn a_listing_sweep_confirms_in_sync_functions_from_pages_and_still_corrects_drift() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let world = World::new("listing").await;
     let (functions, c) = fleet(&world, 20).await;
-    let deployer = world.deployer(&[("LIST_FUNCTIONS", "true"), ("MAX_CONCURRENCY", "16")]).await;
+    let deployer = world.deployer(&[("FUNCTION_OBSERVATION", "list-functions"), ("MAX_CONCURRENCY", "16")]).await;
     assert_eq!(deployer.handle(&json!({"action": "sweep"}), None).await.unwrap().deployed, 20);
 
-    // Only this test's functions: the other test of this binary runs at the same time.
     let calls = || world.testbed.aws().calls();
     let gets_of = |function: &str| {
         calls().of("lambda", "GetFunction").filter(|c| c.function.as_deref() == Some(function)).count()
     };
     let all_gets = || functions.iter().map(|f| gets_of(f)).sum::<usize>();
-    let lists_by_deployer = || {
-        calls()
-            .of("lambda", "ListFunctions")
-            .filter(|c| {
-                c.access_key_id.as_deref() == Some(testbed::identity::AwsIdentity::deployer().access_key_id.as_str())
-            })
-            .count()
-    };
+    let lists_by_deployer = || lambda_calls_by_deployer(&world, "ListFunctions");
     let heads_of = |function: &str| {
         let key = format!("{function}/{c}.zip");
         calls().of("s3", "HeadObject").filter(|call| call.params.get("Key") == Some(&key)).count()
@@ -62,23 +61,75 @@ async fn a_listing_sweep_confirms_in_sync_functions_from_pages_and_still_correct
 
 #[tokio::test]
 async fn a_failing_function_listing_falls_back_to_get_function() {
-    let world = World::new("listing-denied").await;
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let world = World::new("listing-fails").await;
     fleet(&world, 8).await;
-    world
-        .testbed
-        .aws()
-        .inject(testbed::aws::Fault {
-            service: "lambda".into(),
-            operation: "ListFunctions".into(),
-            function: None,
-            action: testbed::aws::FaultAction::ServiceException,
-            when: testbed::aws::Trigger::Always,
-        })
-        .unwrap();
-    let deployer = world.deployer(&[("LIST_FUNCTIONS", "true")]).await;
+    fail_always(&world, "ListFunctions", FaultAction::ServiceException);
+    let deployer = world.deployer(&[("FUNCTION_OBSERVATION", "list-functions")]).await;
     let summary = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
     world.testbed.aws().clear_faults();
     assert_eq!(summary.deployed, 8, "{summary:?}");
+}
+
+#[tokio::test]
+async fn auto_observation_lists_for_a_fleet_and_gets_each_function_of_a_few() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let world = World::new("auto-fleet").await;
+    let (functions, _) = fleet(&world, 20).await;
+    let deployer = world.deployer(&[]).await;
+    assert_eq!(deployer.handle(&json!({"action": "sweep"}), None).await.unwrap().deployed, 20);
+    let gets = || gets_of_functions(&world, &functions);
+    let (before, settings) = (gets(), lambda_calls_by_deployer(&world, "GetAccountSettings"));
+    let summary = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
+    assert_eq!(summary.up_to_date, 20, "{summary:?}");
+    assert_eq!(gets(), before, "20 targets in an account of at most 100 functions: two pages beat 20 GetFunctions");
+    let asked = lambda_calls_by_deployer(&world, "GetAccountSettings") - settings;
+    assert_eq!(asked, 0, "the account's function count is remembered by the container");
+
+    let few = World::new("auto-few").await;
+    let (functions, _) = fleet(&few, 3).await;
+    let deployer = few.deployer(&[]).await;
+    assert_eq!(deployer.handle(&json!({"action": "sweep"}), None).await.unwrap().deployed, 3);
+    let (before, lists) = (gets_of_functions(&few, &functions), lambda_calls_by_deployer(&few, "ListFunctions"));
+    let summary = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
+    assert_eq!(summary.up_to_date, 3, "{summary:?}");
+    assert_eq!(gets_of_functions(&few, &functions) - before, 3, "three targets: one GetFunction each");
+    assert_eq!(lambda_calls_by_deployer(&few, "ListFunctions"), lists, "no page is read for three targets");
+}
+
+#[tokio::test]
+async fn auto_observation_without_permission_to_count_functions_gets_each_function() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let world = World::new("auto-denied").await;
+    let (functions, _) = fleet(&world, 20).await;
+    fail_always(&world, "GetAccountSettings", FaultAction::AccessDenied);
+    let deployer = world.deployer(&[]).await;
+    let first = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
+    let before = gets_of_functions(&world, &functions);
+    let asked = lambda_calls_by_deployer(&world, "GetAccountSettings");
+    let second = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
+    world.testbed.aws().clear_faults();
+    assert_eq!((first.deployed, second.up_to_date), (20, 20), "{first:?} {second:?}");
+    assert!(first.errors.is_empty() && second.errors.is_empty(), "a denied count is not an error of any LD");
+    assert_eq!(gets_of_functions(&world, &functions) - before, 20, "every function observed with GetFunction");
+    assert_eq!(lambda_calls_by_deployer(&world, "GetAccountSettings"), asked, "a denial is remembered, not retried");
+}
+
+fn fail_always(world: &World, operation: &str, action: FaultAction) {
+    let fault =
+        Fault { service: "lambda".into(), operation: operation.into(), function: None, action, when: Trigger::Always };
+    world.testbed.aws().inject(fault).unwrap();
+}
+
+fn lambda_calls_by_deployer(world: &World, operation: &str) -> usize {
+    let deployer = testbed::identity::AwsIdentity::deployer().access_key_id;
+    let calls = world.testbed.aws().calls();
+    calls.of("lambda", operation).filter(|c| c.access_key_id.as_deref() == Some(deployer.as_str())).count()
+}
+
+fn gets_of_functions(world: &World, functions: &[String]) -> usize {
+    let calls = world.testbed.aws().calls();
+    calls.of("lambda", "GetFunction").filter(|c| c.function.as_ref().is_some_and(|f| functions.contains(f))).count()
 }
 
 /// `size` functions with one LambdaDeployment each and an artifact uploaded with its checksum; returns the function

@@ -81,9 +81,9 @@ impl Statement {
         self.actions.iter().any(|a| a == "*" || a.starts_with(&format!("{service}:")))
     }
 
-    /// The one grant IAM cannot scope: ListFunctions exists only for Resource "*".
+    /// The one grant IAM cannot scope: ListFunctions and GetAccountSettings exist only for Resource "*".
     fn is_list_functions(&self) -> bool {
-        self.actions == ["lambda:ListFunctions"]
+        self.actions == ["lambda:ListFunctions", "lambda:GetAccountSettings"]
     }
 }
 
@@ -168,20 +168,22 @@ fn no_statement_grants_lambda_writes_or_s3_on_every_resource_or_a_whole_service(
 }
 
 #[test]
-fn list_functions_is_the_only_unscoped_grant_and_exists_only_when_opted_in() {
+fn listing_is_the_only_unscoped_grant_and_get_function_observation_removes_it() {
     let template = template();
     let unscoped: Vec<Statement> =
         allow_statements(&template).into_iter().filter(|s| s.resources.iter().any(|r| r == "*")).collect();
     assert_eq!(unscoped.len(), 1, "{unscoped:?}");
     assert!(unscoped[0].is_list_functions(), "{:?} may not be unscoped", unscoped[0].actions);
-    assert_eq!(unscoped[0].only_if.as_deref(), Some("ListFunctionsEnabled"));
+    assert_eq!(unscoped[0].only_if.as_deref(), Some("MayListFunctions"));
     assert_eq!(
-        template["Conditions"]["ListFunctionsEnabled"],
-        json!({ "Fn::Equals": [{ "Ref": "ListFunctions" }, "true"] })
+        template["Conditions"]["MayListFunctions"],
+        json!({ "Fn::Not": [{ "Fn::Equals": [{ "Ref": "FunctionObservation" }, "get-function"] }] })
     );
-    assert_eq!(template["Parameters"]["ListFunctions"]["Default"], "false");
-    let told = &the_function(&template)["Environment"]["Variables"]["LIST_FUNCTIONS"];
-    assert_eq!(told, &json!({ "Ref": "ListFunctions" }), "the deployer must list only when IAM allows it");
+    let parameter = &template["Parameters"]["FunctionObservation"];
+    assert_eq!(parameter["Default"], "auto");
+    assert_eq!(parameter["AllowedValues"], json!(["auto", "get-function", "list-functions"]));
+    let told = &the_function(&template)["Environment"]["Variables"]["FUNCTION_OBSERVATION"];
+    assert_eq!(told, &json!({ "Ref": "FunctionObservation" }), "the deployer must list only when IAM allows it");
 }
 
 #[test]
@@ -345,7 +347,7 @@ fn every_setting_the_deployer_reads_is_passed_from_a_parameter() {
         "MAX_CONCURRENCY",
         "NAMESPACE_POLICY",
         "WATCH_NAMESPACES",
-        "LIST_FUNCTIONS",
+        "FUNCTION_OBSERVATION",
         "RUST_LOG",
     ] {
         assert!(variables.contains_key(name), "{name} is not set");

@@ -163,6 +163,23 @@ async fn list_functions_pages_at_most_fifty_and_honours_max_items_and_marker() {
 }
 
 #[tokio::test]
+async fn account_settings_count_the_functions_a_listing_would_page_through() {
+    // Its own testbed: the other tests create functions concurrently in the shared one.
+    static OWN: OnceCell<Testbed> = OnceCell::const_new();
+    let opts = TestbedOptions { quotas: false, update_in_progress: Duration::ZERO, create_pending: Duration::ZERO };
+    let tb = shared(&OWN, opts).await;
+    let lambda = lambda(tb).await;
+    let count =
+        || async { lambda.get_account_settings().send().await.unwrap().account_usage().unwrap().function_count() };
+    let before = count().await;
+    let name = unique("counted");
+    create_function(&lambda, &name, &zip("code")).await;
+    assert_eq!(count().await, before + 1, "a created function is counted at once");
+    lambda.delete_function().function_name(&name).send().await.unwrap();
+    assert_eq!(count().await, before);
+}
+
+#[tokio::test]
 async fn functions_are_addressed_by_name_partial_arn_and_full_arn() {
     let tb = testbed().await;
     let lambda = lambda(tb).await;

@@ -29,6 +29,8 @@ pub enum FaultAction {
     Conflict,
     /// 500 ServiceException.
     ServiceException,
+    /// 403 AccessDeniedException, as IAM answers an action the caller's policy does not allow.
+    AccessDenied,
     /// Close the connection without a response.
     ConnectionReset,
     /// Delay the call, then serve it normally.

@@ -76,6 +76,17 @@ impl LambdaError {
         }
     }
 
+    pub(crate) fn access_denied(operation: &str) -> LambdaError {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            format!(
+                "User is not authorized to perform: lambda:{operation} on resource: * because no identity-based \
+                 policy allows the lambda:{operation} action"
+            ),
+        )
+    }
+
     pub(crate) fn service(message: impl Into<String>) -> LambdaError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", message)
     }
@@ -106,6 +117,7 @@ type Reply = Result<(StatusCode, Value), LambdaError>;
 pub(crate) enum Op {
     CreateFunction,
     ListFunctions,
+    GetAccountSettings,
     GetFunction(String),
     GetFunctionConfiguration(String),
     DeleteFunction(String),
@@ -132,6 +144,7 @@ impl Op {
         Some(match (m, s.as_slice()) {
             ("POST", ["2015-03-31", "functions"]) => Op::CreateFunction,
             ("GET", ["2015-03-31", "functions"]) => Op::ListFunctions,
+            ("GET", ["2016-08-19", "account-settings"]) => Op::GetAccountSettings,
             ("GET", ["2015-03-31", "functions", n]) => Op::GetFunction(f(n)),
             ("DELETE", ["2015-03-31", "functions", n]) => Op::DeleteFunction(f(n)),
             ("GET", ["2015-03-31", "functions", n, "configuration"]) => Op::GetFunctionConfiguration(f(n)),
@@ -155,6 +168,7 @@ impl Op {
         match self {
             Op::CreateFunction => "CreateFunction",
             Op::ListFunctions => "ListFunctions",
+            Op::GetAccountSettings => "GetAccountSettings",
             Op::GetFunction(_) => "GetFunction",
             Op::GetFunctionConfiguration(_) => "GetFunctionConfiguration",
             Op::DeleteFunction(_) => "DeleteFunction",
@@ -177,7 +191,7 @@ impl Op {
     pub(crate) fn function(&self, body: &Value) -> Option<String> {
         let raw = match self {
             Op::CreateFunction => body.get("FunctionName")?.as_str()?,
-            Op::ListFunctions => return None,
+            Op::ListFunctions | Op::GetAccountSettings => return None,
             Op::GetFunction(n)
             | Op::GetFunctionConfiguration(n)
             | Op::DeleteFunction(n)
@@ -612,6 +626,7 @@ impl Lambda {
         match &op {
             Op::CreateFunction => self.create(&body, pending).await,
             Op::ListFunctions => self.list_functions(&query),
+            Op::GetAccountSettings => self.account_settings(),
             Op::GetFunction(raw) => self.get(raw, &query, true),
             Op::GetFunctionConfiguration(raw) => self.get(raw, &query, false),
             Op::DeleteFunction(raw) => self.delete(raw, &query),
@@ -710,6 +725,25 @@ impl Lambda {
             out["NextMarker"] = json!(m);
         }
         Ok((StatusCode::OK, out))
+    }
+
+    /// AWS's default limits, and the account's usage: what a client needs to size a ListFunctions listing.
+    fn account_settings(&self) -> Reply {
+        let functions = self.lock();
+        let code_size: u64 = functions.values().map(|f| f.latest.code_size).sum();
+        Ok((
+            StatusCode::OK,
+            json!({
+                "AccountLimit": {
+                    "TotalCodeSize": 80_530_636_800u64,
+                    "CodeSizeUnzipped": 262_144_000u64,
+                    "CodeSizeZipped": 52_428_800u64,
+                    "ConcurrentExecutions": 1000,
+                    "UnreservedConcurrentExecutions": 1000
+                },
+                "AccountUsage": { "TotalCodeSize": code_size, "FunctionCount": functions.len() }
+            }),
+        ))
     }
 
     fn get(&self, raw: &str, query: &[(String, String)], with_code: bool) -> Reply {

@@ -370,6 +370,7 @@ async fn lambda_request(
             FaultAction::Throttle => LambdaError::throttled(Duration::from_secs(1)),
             FaultAction::Conflict => LambdaError::update_in_progress(function),
             FaultAction::StaleRevision => LambdaError::precondition_failed(),
+            FaultAction::AccessDenied => LambdaError::access_denied(&call.operation),
             _ => LambdaError::service("An internal error occurred (fault injected by the testbed)."),
         };
         return Ok(lambda_error(&error));
