@@ -620,14 +620,14 @@ async fn naive_reconcile(world: &World) -> BenchResult<Value> {
 fn print_fleet(report: &FleetReport) {
     println!("\n== fleet of {} LDs/functions (setup {:.1} s) ==", report.size, report.setup_s);
     println!(
-        "{:<36} {:<22} {:>8} {:>8} {:>7} {:>7} {:>5} {:>6} {:>7} {:>5} {:>6}",
+        "{:<36} {:<52} {:>8} {:>8} {:>7} {:>7} {:>5} {:>6} {:>7} {:>5} {:>6}",
         "scenario", "config", "wall s", "floor s", "×floor", "lambda", "429", "UFC", "S3 GET B", "kube", "status"
     );
     for s in &report.scenarios {
         println!(
-            "{:<36} {:<22} {:>8.2} {:>8.3} {:>7.2} {:>7} {:>5} {:>6} {:>7} {:>5} {:>6}",
+            "{:<36} {:<52} {:>8.2} {:>8.3} {:>7.2} {:>7} {:>5} {:>6} {:>7} {:>5} {:>6}",
             s.name,
-            truncate(&s.config, 22),
+            truncate(&s.config, 52),
             s.wall_s,
             s.floor_s,
             s.ratio_to_floor,

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -77,6 +77,8 @@ pub struct Deployer {
     stats: RetryStats,
     /// When the account's function count was learned, and the count (`None`: GetAccountSettings is not allowed).
     functions_in_account: Mutex<Option<(Instant, Option<usize>)>>,
+    /// How many LambdaDeployments the previous sweep of this container listed.
+    last_sweep_targets: AtomicUsize,
 }
 
 /// The invocation's result.
@@ -131,6 +133,7 @@ impl Deployer {
             functions: Functions::new(aws_sdk_lambda::Client::new(sdk)),
             stats: RetryStats::default(),
             functions_in_account: Mutex::new(None),
+            last_sweep_targets: AtomicUsize::new(0),
         }
     }
 
@@ -278,6 +281,9 @@ impl Deployer {
         };
         let progress = name.is_none().then_some(progress);
         let listed = resources::list(client, namespaces.as_deref(), None, progress).await?;
+        if name.is_none() {
+            self.last_sweep_targets.store(listed.len(), Ordering::Relaxed);
+        }
         Ok(listed.into_iter().filter(|item| name.is_none() || item.metadata().name == name).collect())
     }
 
@@ -298,10 +304,29 @@ impl Deployer {
         };
         let worth_it =
             |targets| targets > 0 && in_account.is_none_or(|count| crate::aws::listing_is_quicker(targets, count));
-        if !once_worth_it(targets, worth_it).await {
+        // The previous sweep's fleet says whether to start at once, before the first page of LambdaDeployments;
+        // a listing started on that guess stops if the complete list says otherwise.
+        let guessed = worth_it(self.last_sweep_targets.load(Ordering::Relaxed));
+        if !guessed && !once_worth_it(targets.clone(), worth_it).await {
             return HashMap::new();
         }
-        match self.functions.list(deadline, &self.stats).await {
+        let mut listed_so_far = targets;
+        let wrong_guess = async {
+            loop {
+                let progress = *listed_so_far.borrow_and_update();
+                if progress.complete && !worth_it(progress.at_least) {
+                    return;
+                }
+                if listed_so_far.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let listing = tokio::select! {
+            listing = self.functions.list(deadline, &self.stats) => listing,
+            () = wrong_guess => return HashMap::new(),
+        };
+        match listing {
             Ok(functions) => {
                 *self.functions_in_account.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((Instant::now(), Some(functions.len())));

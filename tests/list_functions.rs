@@ -9,7 +9,7 @@ mod support;
 
 use serde_json::json;
 use support::{World, commit};
-use testbed::aws::{Fault, FaultAction, Trigger};
+use testbed::aws::{Fault, FaultAction};
 use tokio::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
@@ -115,10 +115,31 @@ async fn auto_observation_without_permission_to_count_functions_gets_each_functi
     assert_eq!(lambda_calls_by_deployer(&world, "GetAccountSettings"), asked, "a denial is remembered, not retried");
 }
 
+#[tokio::test]
+async fn a_listing_started_on_the_last_sweeps_fleet_stops_when_the_fleet_has_shrunk() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let world = World::new("auto-shrunk").await;
+    let (functions, _) = fleet(&world, 20).await;
+    let deployer = world.deployer(&[]).await;
+    assert_eq!(deployer.handle(&json!({"action": "sweep"}), None).await.unwrap().deployed, 20);
+    for i in 3..20 {
+        world.lds().delete(&format!("fn{i:02}"), &Default::default()).await.unwrap();
+    }
+    // The guess from 20 LDs starts a listing at once; it is slow here, so the three LDs are listed first.
+    let slow = Fault::new("ListFunctions", FaultAction::Latency { ms: 3000 });
+    world.testbed.aws().inject(slow).unwrap();
+    let before = gets_of_functions(&world, &functions[..3]);
+    let started = std::time::Instant::now();
+    let summary = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
+    let took = started.elapsed();
+    world.testbed.aws().clear_faults();
+    assert_eq!((summary.considered, summary.up_to_date), (3, 3), "{summary:?}");
+    assert_eq!(gets_of_functions(&world, &functions[..3]) - before, 3, "three targets: GetFunction each");
+    assert!(took < std::time::Duration::from_millis(2500), "the listing was not waited for: {took:?}");
+}
+
 fn fail_always(world: &World, operation: &str, action: FaultAction) {
-    let fault =
-        Fault { service: "lambda".into(), operation: operation.into(), function: None, action, when: Trigger::Always };
-    world.testbed.aws().inject(fault).unwrap();
+    world.testbed.aws().inject(Fault::new(operation, action)).unwrap();
 }
 
 fn lambda_calls_by_deployer(world: &World, operation: &str) -> usize {
