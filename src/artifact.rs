@@ -22,8 +22,8 @@ impl ArtifactStore {
         ArtifactStore { s3 }
     }
 
-    /// Lists the bucket (1,000 keys a page, while fewer than `max_pages()` were read): key → ETag of its current version. A sweep uses it
-    /// to confirm that artifacts it already knows are unchanged without one HeadObject each.
+    /// Lists the bucket (1,000 keys a page, while fewer than `max_pages()` were read): key → ETag of its current
+    /// version. A sweep uses it to confirm that artifacts it already knows are unchanged without one HeadObject each.
     pub async fn list(
         &self,
         bucket: &str,

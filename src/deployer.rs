@@ -310,16 +310,9 @@ impl Deployer {
         if !guessed && !once_worth_it(targets.clone(), worth_it).await {
             return HashMap::new();
         }
-        let mut listed_so_far = targets;
         let wrong_guess = async {
-            loop {
-                let progress = *listed_so_far.borrow_and_update();
-                if progress.complete && !worth_it(progress.at_least) {
-                    return;
-                }
-                if listed_so_far.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
+            if once_worth_it(targets, worth_it).await {
+                std::future::pending::<()>().await;
             }
         };
         let listing = tokio::select! {
@@ -328,8 +321,7 @@ impl Deployer {
         };
         match listing {
             Ok(functions) => {
-                *self.functions_in_account.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((Instant::now(), Some(functions.len())));
+                self.remember_functions_in_account(Some(functions.len()));
                 functions
             }
             Err(err) => {
@@ -355,8 +347,12 @@ impl Deployer {
                 None
             }
         };
-        *self.functions_in_account.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), count));
+        self.remember_functions_in_account(count);
         count
+    }
+
+    fn remember_functions_in_account(&self, count: Option<usize>) {
+        *self.functions_in_account.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), count));
     }
 
     /// For a sweep, the artifact bucket's listing (key → ETag), when it can replace enough HeadObjects: artifacts

@@ -128,7 +128,8 @@ async fn a_listing_started_on_the_last_sweeps_fleet_stops_when_the_fleet_has_shr
     // The guess from 20 LDs starts a listing at once; it is slow here, so the three LDs are listed first.
     let slow = Fault::new("ListFunctions", FaultAction::Latency { ms: 3000 });
     world.testbed.aws().inject(slow).unwrap();
-    let before = gets_of_functions(&world, &functions[..3]);
+    let (before, lists) =
+        (gets_of_functions(&world, &functions[..3]), lambda_calls_by_deployer(&world, "ListFunctions"));
     let started = std::time::Instant::now();
     let summary = deployer.handle(&json!({"action": "sweep"}), None).await.unwrap();
     let took = started.elapsed();
@@ -136,6 +137,14 @@ async fn a_listing_started_on_the_last_sweeps_fleet_stops_when_the_fleet_has_shr
     assert_eq!((summary.considered, summary.up_to_date), (3, 3), "{summary:?}");
     assert_eq!(gets_of_functions(&world, &functions[..3]) - before, 3, "three targets: GetFunction each");
     assert!(took < std::time::Duration::from_millis(2500), "the listing was not waited for: {took:?}");
+    // The abandoned page request is logged once the testbed sees the client gone.
+    let started_listing = async {
+        while lambda_calls_by_deployer(&world, "ListFunctions") == lists {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(5), started_listing).await;
+    assert!(waited.is_ok(), "a listing was started on the guess");
 }
 
 fn fail_always(world: &World, operation: &str, action: FaultAction) {

@@ -181,3 +181,21 @@ async fn faults_on_other_services_delay_or_drop_their_requests() {
     s3.head_object().bucket(ARTIFACT_BUCKET).key(&key).send().await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
+
+#[tokio::test]
+async fn a_call_the_client_abandons_is_logged_when_it_goes_away() {
+    let tb = testbed().await;
+    let lambda = lambda(tb).await;
+    let name = unique("abandoned");
+    create_function(&lambda, &name, &zip("code")).await;
+    tb.aws().inject(Fault::new("GetFunction", FaultAction::Latency { ms: 3000 }).function(&name)).unwrap();
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), lambda.get_function().function_name(&name).send());
+    assert!(gave_up.await.is_err(), "the client stops waiting");
+    let started = Instant::now();
+    let logged = || tb.aws().calls().of("lambda", "GetFunction").any(|c| c.function.as_deref() == Some(&name));
+    while !logged() && started.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let call = tb.aws().calls().of("lambda", "GetFunction").find(|c| c.function.as_deref() == Some(&name)).cloned();
+    assert_eq!(call.map(|c| c.status), Some(0), "logged with status 0 long before its 3 s latency ended");
+}

@@ -20,7 +20,7 @@ pub struct Call {
     /// `S3ObjectVersion`, `Publish` (Lambda); `Name` (EKS cluster).
     pub params: BTreeMap<String, String>,
     pub access_key_id: Option<String>,
-    /// HTTP status; 0 when the connection was dropped by a `connection_reset` fault.
+    /// HTTP status; 0 when the connection was dropped by a `connection_reset` fault or the client went away first.
     pub status: u16,
     /// Response body bytes sent (for streamed S3 bodies: counted as they pass).
     pub response_bytes: u64,

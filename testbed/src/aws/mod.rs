@@ -227,7 +227,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     }
     let started = Instant::now();
     let query = form_pairs(req.uri().query().unwrap_or(""));
-    let mut call = Call { at_ms: shared.started.elapsed().as_millis() as u64, ..Call::default() };
+    let first_seen = Call { at_ms: shared.started.elapsed().as_millis() as u64, ..Call::default() };
+    let mut abandoned = LoggedIfAbandoned { shared: shared.clone(), started, call: Some(first_seen) };
+    let call = abandoned.call.as_mut().expect("set above");
     match credential_scope(req.headers(), &query) {
         Some(scope) => {
             call.service = scope.service;
@@ -241,12 +243,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
     let outcome = match call.service.as_str() {
-        "lambda" => lambda_request(&shared, req, query, &mut call).await,
-        "eks" => eks_request(&shared, req, &mut call).await,
-        "s3" | "unsigned" => other_request(&shared, req, &query, &mut call).await,
-        _ if is_form || param(&query, "Action").is_some() => query_request(&shared, req, query, &mut call).await,
-        _ => other_request(&shared, req, &query, &mut call).await,
+        "lambda" => lambda_request(&shared, req, query, call).await,
+        "eks" => eks_request(&shared, req, call).await,
+        "s3" | "unsigned" => other_request(&shared, req, &query, call).await,
+        _ if is_form || param(&query, "Action").is_some() => query_request(&shared, req, query, call).await,
+        _ => other_request(&shared, req, &query, call).await,
     };
+    let mut call = abandoned.call.take().expect("taken once");
     call.duration_ms = started.elapsed().as_millis() as u64;
     let response = match outcome {
         Ok(response) => response,
@@ -270,6 +273,23 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         })
         .boxed();
     Ok(Response::from_parts(parts, body))
+}
+
+/// Logs a call whose client went away before the response (hyper then drops the handler): the request reached
+/// the service, as it would have reached AWS. Logged with status 0, like a dropped connection.
+struct LoggedIfAbandoned {
+    shared: Arc<Shared>,
+    started: Instant,
+    call: Option<Call>,
+}
+
+impl Drop for LoggedIfAbandoned {
+    fn drop(&mut self) {
+        if let Some(mut call) = self.call.take() {
+            call.duration_ms = self.started.elapsed().as_millis() as u64;
+            lock(&self.shared.calls).push(call);
+        }
+    }
 }
 
 /// The effect of the faults that fired for one call.
