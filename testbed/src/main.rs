@@ -1,6 +1,8 @@
 //! `testbed kube --listen ADDR --dir DIR` — the Kubernetes API server alone.
-//! `testbed up --dir DIR [--no-quotas] [--in-progress-ms N] [--pending-ms N]` — moto, the AWS layer and the
-//! Kubernetes API server; writes DIR/env and the kube files; runs until SIGTERM/SIGINT, then stops everything.
+//! `testbed up --dir DIR [--no-quotas] [--in-progress-ms N] [--in-progress-jitter-ms N] [--pending-ms N]` — moto,
+//! the AWS layer and the Kubernetes API server; writes DIR/env and the kube files; runs until SIGTERM/SIGINT, then
+//! stops everything. Updates stay InProgress `--in-progress-ms` plus a uniform draw up to `--in-progress-jitter-ms`
+//! (default 1500 + 3000, as AWS shows for a small zip function).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +13,7 @@ use testbed::up::{Testbed, TestbedOptions};
 
 const USAGE: &str = "usage:
   testbed kube --listen ADDR --dir DIR
-  testbed up --dir DIR [--no-quotas] [--in-progress-ms N] [--pending-ms N]";
+  testbed up --dir DIR [--no-quotas] [--in-progress-ms N] [--in-progress-jitter-ms N] [--pending-ms N]";
 
 enum Command {
     Kube { listen: SocketAddr, dir: PathBuf },
@@ -35,6 +37,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
             "--dir" => dir = Some(PathBuf::from(value()?)),
             "--no-quotas" => opts.quotas = false,
             "--in-progress-ms" => opts.update_in_progress = millis(value()?)?,
+            "--in-progress-jitter-ms" => opts.update_in_progress_jitter = millis(value()?)?,
             "--pending-ms" => opts.create_pending = millis(value()?)?,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -105,5 +108,34 @@ fn main() -> ExitCode {
             eprintln!("testbed: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up_options(args: &[&str]) -> TestbedOptions {
+        let args: Vec<String> = ["up", "--dir", "/tmp/tb"].iter().chain(args).map(|s| s.to_string()).collect();
+        match parse(&args) {
+            Ok(Command::Up { opts, .. }) => opts,
+            Ok(Command::Kube { .. }) => panic!("parsed as kube"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn up_defaults_to_updates_of_aws_length_and_takes_a_fixed_or_jittered_time() {
+        let default = up_options(&[]);
+        assert_eq!(default.update_in_progress, Duration::from_millis(1_500));
+        assert_eq!(default.update_in_progress_jitter, Duration::from_millis(3_000));
+        let fixed = up_options(&["--in-progress-ms", "100", "--in-progress-jitter-ms", "0"]);
+        assert_eq!(
+            (fixed.update_in_progress, fixed.update_in_progress_jitter),
+            (Duration::from_millis(100), Duration::ZERO)
+        );
+        assert!(
+            parse(&["up".into(), "--dir".into(), "d".into(), "--in-progress-jitter-ms".into(), "x".into()]).is_err()
+        );
     }
 }

@@ -21,19 +21,39 @@ pub const FUNCTION_ROLE: &str = "testbed-function";
 /// The Kubernetes version the EKS cluster record reports.
 pub const KUBERNETES_VERSION: &str = "1.31";
 
+/// The AWS layer's settings a testbed starts with (the rest are [`LayerConfig`]'s defaults).
 #[derive(Clone, Debug)]
 pub struct TestbedOptions {
-    /// Lambda request quotas (GetFunction 100/s, other control-plane calls 15/s). Default on.
+    /// Lambda request quotas (GetFunction 100/s, other control-plane calls 15/s).
     pub quotas: bool,
-    /// LastUpdateStatus InProgress after an update. Default 300 ms.
+    /// LastUpdateStatus InProgress after an update: `update_in_progress` plus a uniform draw in
+    /// [0, `update_in_progress_jitter`].
     pub update_in_progress: Duration,
-    /// State Pending after CreateFunction. Default 0.
+    pub update_in_progress_jitter: Duration,
+    /// State Pending after CreateFunction.
     pub create_pending: Duration,
 }
 
+impl TestbedOptions {
+    /// For tests that need updates to settle quickly: quotas on, InProgress a fixed 300 ms, Pending 0.
+    pub fn fast() -> TestbedOptions {
+        TestbedOptions::of(&LayerConfig::fast())
+    }
+
+    fn of(config: &LayerConfig) -> TestbedOptions {
+        TestbedOptions {
+            quotas: config.quotas,
+            update_in_progress: Duration::from_millis(config.update_in_progress_ms),
+            update_in_progress_jitter: Duration::from_millis(config.update_in_progress_jitter_ms),
+            create_pending: Duration::from_millis(config.create_pending_ms),
+        }
+    }
+}
+
 impl Default for TestbedOptions {
+    /// [`LayerConfig`]'s defaults, AWS's: quotas on, InProgress 1.5–4.5 s, Pending 0.
     fn default() -> Self {
-        TestbedOptions { quotas: true, update_in_progress: Duration::from_millis(300), create_pending: Duration::ZERO }
+        TestbedOptions::of(&LayerConfig::default())
     }
 }
 
@@ -190,6 +210,7 @@ async fn boot(opts: TestbedOptions) -> Result<Parts, TestbedError> {
     let config = LayerConfig {
         quotas: opts.quotas,
         update_in_progress_ms: opts.update_in_progress.as_millis() as u64,
+        update_in_progress_jitter_ms: opts.update_in_progress_jitter.as_millis() as u64,
         create_pending_ms: opts.create_pending.as_millis() as u64,
         ..LayerConfig::default()
     };

@@ -7,17 +7,20 @@ use std::time::{Duration, Instant};
 use aws_sdk_lambda::operation::get_function::GetFunctionError;
 use aws_sdk_lambda::operation::update_function_code::UpdateFunctionCodeError;
 use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_support::*;
 use serde_json::json;
 use testbed::aws::{Fault, FaultAction, Trigger};
 use testbed::identity::ARTIFACT_BUCKET;
 use testbed::up::{Testbed, TestbedOptions};
-use tokio::sync::OnceCell;
+use tokio::sync::{Mutex, OnceCell};
 
 static TESTBED: OnceCell<Testbed> = OnceCell::const_new();
+/// S3 faults cannot name a function: the tests that fault or read S3 objects take turns.
+static S3_OBJECTS: Mutex<()> = Mutex::const_new(());
 
 async fn testbed() -> &'static Testbed {
-    let opts = TestbedOptions { quotas: false, update_in_progress: Duration::ZERO, create_pending: Duration::ZERO };
+    let opts = TestbedOptions { quotas: false, update_in_progress: Duration::ZERO, ..TestbedOptions::fast() };
     shared(&TESTBED, opts).await
 }
 
@@ -114,6 +117,7 @@ async fn probability_faults_repeat_exactly_with_the_same_seed() {
 
 #[tokio::test]
 async fn the_call_log_records_operations_key_parameters_and_s3_bytes_downloaded() {
+    let _turn = S3_OBJECTS.lock().await;
     let tb = testbed().await;
     let (lambda, s3) = (lambda(tb).await, s3(tb).await);
     let name = unique("log");
@@ -159,6 +163,49 @@ async fn the_control_api_rejects_malformed_faults_and_reports_the_configuration(
     assert_eq!(status, 400, "{body}");
     let (status, body) = control(tb, "POST", "/_testbed/faults", Some(json!({"operation": 3}))).await;
     assert_eq!(status, 400, "{body}");
+    let rejected = [
+        (
+            json!({"operation": "UpdateFunctionCode", "action": {"kind": "throttle"}, "after_apply": true}),
+            "after_apply",
+        ),
+        (
+            json!({"service": "s3", "operation": "GetObject", "action": {"kind": "service_exception"}, "after_apply": true}),
+            "after_apply",
+        ),
+        (json!({"operation": "GetFunction", "action": {"kind": "slow_down"}}), "SlowDown"),
+        (
+            json!({"operation": "ListFunctions", "action": {"kind": "competing_write", "change": "configuration"}}),
+            "one function",
+        ),
+        (
+            json!({"operation": "TagResource", "action": {"kind": "competing_write", "change": "same_code"}}),
+            "UpdateFunctionCode",
+        ),
+        (
+            json!({"operation": "PublishVersion", "action": {"kind": "update_fails", "reason_code": "InternalError", "reason": "r"}}),
+            "UpdateFunctionConfiguration",
+        ),
+        (
+            json!({"operation": "UpdateFunctionCode", "action": {"kind": "update_fails", "reason_code": "Gremlins", "reason": "r"}}),
+            "unknown variant `Gremlins`",
+        ),
+    ];
+    for (fault, says) in rejected {
+        let (status, body) = control(tb, "POST", "/_testbed/faults", Some(fault.clone())).await;
+        assert_eq!(status, 400, "{fault} was accepted");
+        assert!(body["error"].as_str().unwrap().contains(says), "{fault}: {body}");
+    }
+    let name = unique("accepted");
+    let fault = json!({"operation": "UpdateFunctionCode", "function": name, "action": {"kind": "timeout", "ms": 100}, "after_apply": true});
+    let (status, body) = control(tb, "POST", "/_testbed/faults", Some(fault)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["faults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["function"] == json!(name) && f["after_apply"] == json!(true))
+    );
     let (status, config) = control(tb, "POST", "/_testbed/config", Some(json!({"quotas": false}))).await;
     assert_eq!(status, 200);
     assert_eq!(config["get_function_per_second"], json!(100.0));
@@ -167,6 +214,7 @@ async fn the_control_api_rejects_malformed_faults_and_reports_the_configuration(
 
 #[tokio::test]
 async fn faults_on_other_services_delay_or_drop_their_requests() {
+    let _turn = S3_OBJECTS.lock().await;
     let tb = testbed().await;
     let s3 = s3(tb).await;
     let key = format!("{}/object", unique("s3fault"));
@@ -198,4 +246,35 @@ async fn a_call_the_client_abandons_is_logged_when_it_goes_away() {
     }
     let call = tb.aws().calls().of("lambda", "GetFunction").find(|c| c.function.as_deref() == Some(&name)).cloned();
     assert_eq!(call.map(|c| c.status), Some(0), "logged with status 0 long before its 3 s latency ended");
+}
+
+#[tokio::test]
+async fn s3_internal_error_and_slow_down_faults_reach_the_sdk_as_s3_errors() {
+    let _turn = S3_OBJECTS.lock().await;
+    let tb = testbed().await;
+    let s3 = s3(tb).await;
+    let key = format!("{}/object", unique("s3errors"));
+    put_artifact(&s3, &key, b"bytes").await;
+    for operation in ["GetObject", "HeadObject"] {
+        let internal = Fault::new(operation, FaultAction::ServiceException).service("s3").when(Trigger::Nth(1));
+        let slow_down = Fault::new(operation, FaultAction::SlowDown).service("s3").when(Trigger::Nth(2));
+        tb.aws().inject(internal).unwrap();
+        tb.aws().inject(slow_down).unwrap();
+    }
+
+    let mut gets = Vec::new();
+    let mut heads = Vec::new();
+    for _ in 0..2 {
+        let err = s3.get_object().bucket(ARTIFACT_BUCKET).key(&key).send().await.unwrap_err();
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        gets.push((err.into_service_error().code().map(str::to_string), status));
+        let err = s3.head_object().bucket(ARTIFACT_BUCKET).key(&key).send().await.unwrap_err();
+        heads.push(err.raw_response().map(|r| r.status().as_u16()));
+    }
+    assert_eq!(gets, [(Some("InternalError".into()), Some(500)), (Some("SlowDown".into()), Some(503))]);
+    assert_eq!(heads, [Some(500), Some(503)]);
+    assert!(s3.get_object().bucket(ARTIFACT_BUCKET).key(&key).send().await.is_ok(), "the third call is served");
+    let log = tb.aws().calls();
+    let failed = log.of("s3", "GetObject").filter(|c| c.params.get("Key") == Some(&key) && !c.applied).count();
+    assert_eq!(failed, 2, "refused calls are not applied");
 }

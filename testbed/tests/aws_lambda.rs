@@ -20,7 +20,7 @@ use tokio::sync::OnceCell;
 static TESTBED: OnceCell<Testbed> = OnceCell::const_new();
 
 async fn testbed() -> &'static Testbed {
-    let opts = TestbedOptions { quotas: false, update_in_progress: Duration::ZERO, create_pending: Duration::ZERO };
+    let opts = TestbedOptions { quotas: false, update_in_progress: Duration::ZERO, ..TestbedOptions::fast() };
     shared(&TESTBED, opts).await
 }
 
@@ -166,7 +166,7 @@ async fn list_functions_pages_at_most_fifty_and_honours_max_items_and_marker() {
 async fn account_settings_count_the_functions_a_listing_would_page_through() {
     // Its own testbed: the other tests create functions concurrently in the shared one.
     static OWN: OnceCell<Testbed> = OnceCell::const_new();
-    let opts = TestbedOptions { quotas: false, update_in_progress: Duration::ZERO, create_pending: Duration::ZERO };
+    let opts = TestbedOptions { quotas: false, update_in_progress: Duration::ZERO, ..TestbedOptions::fast() };
     let tb = shared(&OWN, opts).await;
     let lambda = lambda(tb).await;
     let count =

@@ -25,7 +25,12 @@ const PENDING: Duration = Duration::from_millis(1_500);
 const IN_PROGRESS: Duration = Duration::from_millis(1_500);
 
 async fn testbed() -> &'static Testbed {
-    let opts = TestbedOptions { quotas: false, update_in_progress: IN_PROGRESS, create_pending: PENDING };
+    let opts = TestbedOptions {
+        quotas: false,
+        update_in_progress: IN_PROGRESS,
+        create_pending: PENDING,
+        ..TestbedOptions::fast()
+    };
     shared(&TESTBED, opts).await
 }
 

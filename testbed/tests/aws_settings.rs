@@ -12,7 +12,8 @@ use testbed::up::{Testbed, TestbedOptions};
 
 #[tokio::test]
 async fn posted_settings_change_quotas_and_the_in_progress_time_of_a_running_layer() {
-    let tb = Testbed::start(TestbedOptions::default()).await.unwrap();
+    // The fast model (a fixed 300 ms), so posting 1.5 s without jitter is a change the update shows.
+    let tb = Testbed::start(TestbedOptions::fast()).await.unwrap();
     let lambda = lambda(&tb).await;
     let (status, _) =
         control(&tb, "POST", "/_testbed/config", Some(json!({"quotas": false, "update_in_progress_ms": 1500}))).await;

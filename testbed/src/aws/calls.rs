@@ -20,14 +20,22 @@ pub struct Call {
     /// `S3ObjectVersion`, `Publish` (Lambda); `Name` (EKS cluster).
     pub params: BTreeMap<String, String>,
     pub access_key_id: Option<String>,
-    /// HTTP status; 0 when the connection was dropped by a `connection_reset` fault or the client went away first.
+    /// HTTP status the client received; 0 when the connection was dropped (a `connection_reset` or `timeout`
+    /// fault) or the client went away first.
     pub status: u16,
+    /// The service performed the operation (it answered 2xx), whatever the client received: an `after_apply`
+    /// fault logs `applied` with status 500 or 0.
+    pub applied: bool,
+    /// For a call that started an update (UpdateFunctionCode, UpdateFunctionConfiguration; CreateFunction's
+    /// Pending): how long it stays InProgress, in ms.
+    pub in_progress_ms: Option<u64>,
     /// Response body bytes sent (for streamed S3 bodies: counted as they pass).
     pub response_bytes: u64,
     /// Milliseconds since the layer started.
     pub at_ms: u64,
     pub duration_ms: u64,
-    /// The injected faults that fired for this call, if any.
+    /// The injected faults that fired for this call, if any; `competing_write: CHANGE` on a competitor's write
+    /// (access key `competitor`), logged just before the call it preceded.
     pub fault: Option<String>,
 }
 

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 /// `{"operation": "UpdateFunctionCode", "function": "f1", "action": {"kind": "conflict"}, "when": {"nth": 2}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fault {
-    /// The credential scope's service; faults other than `latency` and `connection_reset` apply to `lambda` only.
+    /// The credential scope's service. Every service takes `latency`, `connection_reset` and `timeout`; `s3` also
+    /// `service_exception` and `slow_down`; the other actions are Lambda's.
     #[serde(default = "lambda")]
     pub service: String,
     /// Operation name (`GetFunction`, `GetObject`, ...) or `*` for every operation of the service.
@@ -18,6 +19,10 @@ pub struct Fault {
     pub action: FaultAction,
     #[serde(default)]
     pub when: Trigger,
+    /// Lambda only, with `service_exception`, `connection_reset` or `timeout`: the call is served (its effect on
+    /// the function happens), then the client gets the fault instead of the real response.
+    #[serde(default)]
+    pub after_apply: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,7 +32,7 @@ pub enum FaultAction {
     Throttle,
     /// 409 ResourceConflictException ("An update is in progress ...").
     Conflict,
-    /// 500 ServiceException.
+    /// 500 ServiceException (S3: 500 InternalError).
     ServiceException,
     /// 403 AccessDeniedException, as IAM answers an action the caller's policy does not allow.
     AccessDenied,
@@ -39,6 +44,60 @@ pub enum FaultAction {
     StaleRevision,
     /// The update this UpdateFunctionCode/UpdateFunctionConfiguration call starts stays InProgress for `ms`.
     InProgress { ms: u64 },
+    /// Hold the connection `ms` without answering, then drop it (the client's own timeout normally fires first).
+    Timeout { ms: u64 },
+    /// S3's 503 SlowDown.
+    SlowDown,
+    /// Another writer changes the function just before this call is served, which then meets the real 409/412.
+    CompetingWrite { change: CompetingChange },
+    /// The update this UpdateFunctionCode/UpdateFunctionConfiguration call starts is accepted, then ends
+    /// `LastUpdateStatus: Failed` with this reason, and the function's previous code and configuration return.
+    UpdateFails { reason_code: LastUpdateStatusReasonCode, reason: String },
+}
+
+/// What a competing writer does.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompetingChange {
+    /// Someone edits the function in the console: a new Description, and an update InProgress for a drawn time.
+    Configuration,
+    /// Another deployer deploys the very code source the call names (UpdateFunctionCode only).
+    SameCode,
+}
+
+impl CompetingChange {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            CompetingChange::Configuration => "configuration",
+            CompetingChange::SameCode => "same_code",
+        }
+    }
+}
+
+/// AWS's `LastUpdateStatusReasonCode` values a failed update can report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LastUpdateStatusReasonCode {
+    EniLimitExceeded,
+    InsufficientRolePermissions,
+    InvalidConfiguration,
+    InternalError,
+    SubnetOutOfIPAddresses,
+    InvalidSubnet,
+    InvalidSecurityGroup,
+    ImageDeleted,
+    ImageAccessDenied,
+    InvalidImage,
+    KMSKeyAccessDenied,
+    KMSKeyNotFound,
+    InvalidStateKMSKey,
+    DisabledKMSKey,
+    EFSIOError,
+    EFSMountConnectivityError,
+    EFSMountFailure,
+    EFSMountTimeout,
+    InvalidRuntime,
+    InvalidZipFileException,
+    FunctionError,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -54,6 +113,25 @@ pub enum Trigger {
     Probability { p: f64, seed: u64 },
 }
 
+/// The Lambda operations that address one existing function (a competing writer needs one to change).
+const ONE_FUNCTION: [&str; 15] = [
+    "GetFunction",
+    "GetFunctionConfiguration",
+    "DeleteFunction",
+    "UpdateFunctionCode",
+    "UpdateFunctionConfiguration",
+    "PublishVersion",
+    "ListVersionsByFunction",
+    "CreateAlias",
+    "ListAliases",
+    "GetAlias",
+    "UpdateAlias",
+    "DeleteAlias",
+    "TagResource",
+    "UntagResource",
+    "ListTags",
+];
+
 fn lambda() -> String {
     "lambda".into()
 }
@@ -61,7 +139,14 @@ fn lambda() -> String {
 impl Fault {
     /// A Lambda fault on every call of `operation`.
     pub fn new(operation: &str, action: FaultAction) -> Fault {
-        Fault { service: lambda(), operation: operation.into(), function: None, action, when: Trigger::Always }
+        Fault {
+            service: lambda(),
+            operation: operation.into(),
+            function: None,
+            action,
+            when: Trigger::Always,
+            after_apply: false,
+        }
     }
 
     pub fn service(mut self, service: &str) -> Fault {
@@ -79,15 +164,50 @@ impl Fault {
         self
     }
 
+    /// The call is served first; the fault then replaces its response.
+    pub fn after_apply(mut self) -> Fault {
+        self.after_apply = true;
+        self
+    }
+
+    /// How the call log names the fault (the action's Debug form, e.g. `Throttle`, `Latency { ms: 300 }`).
+    pub(crate) fn describe(&self) -> String {
+        if self.after_apply { format!("{:?} after apply", self.action) } else { format!("{:?}", self.action) }
+    }
+
     fn validate(&self) -> Result<(), String> {
-        let protocol_neutral = matches!(self.action, FaultAction::Latency { .. } | FaultAction::ConnectionReset);
-        if self.service != "lambda" && !protocol_neutral {
-            return Err(format!("{:?} faults exist for service lambda only", self.action));
+        use FaultAction::*;
+        let action = &self.action;
+        let op = self.operation.as_str();
+        let allowed = match self.service.as_str() {
+            "lambda" => !matches!(action, SlowDown),
+            "s3" => matches!(action, Latency { .. } | ConnectionReset | Timeout { .. } | ServiceException | SlowDown),
+            _ => matches!(action, Latency { .. } | ConnectionReset | Timeout { .. }),
+        };
+        if !allowed {
+            return Err(format!("service {} takes no {action:?} faults", self.service));
         }
-        if let FaultAction::InProgress { .. } = self.action
-            && !["UpdateFunctionCode", "UpdateFunctionConfiguration", "*"].contains(&self.operation.as_str())
+        if self.after_apply
+            && (self.service != "lambda" || !matches!(action, ServiceException | ConnectionReset | Timeout { .. }))
         {
-            return Err("in_progress applies to UpdateFunctionCode and UpdateFunctionConfiguration".into());
+            return Err("after_apply is for Lambda faults that answer instead of the service: service_exception, \
+                        connection_reset, timeout"
+                .into());
+        }
+        let starts_update = ["UpdateFunctionCode", "UpdateFunctionConfiguration", "*"].contains(&op);
+        match action {
+            InProgress { .. } | UpdateFails { .. } if !starts_update => {
+                return Err(format!(
+                    "{action:?} applies to UpdateFunctionCode and UpdateFunctionConfiguration, not {op}"
+                ));
+            }
+            CompetingWrite { change: CompetingChange::SameCode } if op != "UpdateFunctionCode" => {
+                return Err("competing_write same_code applies to UpdateFunctionCode".into());
+            }
+            CompetingWrite { .. } if !ONE_FUNCTION.contains(&op) => {
+                return Err(format!("competing_write applies to operations that address one function, not {op}"));
+            }
+            _ => {}
         }
         match self.when {
             Trigger::Nth(0) => Err("nth is 1-based".into()),
@@ -127,8 +247,8 @@ impl FaultSet {
         self.active.iter().map(|a| a.fault.clone()).collect()
     }
 
-    /// The actions of every fault that fires for this call, in injection order.
-    pub(crate) fn fire(&mut self, service: &str, operation: &str, function: Option<&str>) -> Vec<FaultAction> {
+    /// Every fault that fires for this call, in injection order.
+    pub(crate) fn fire(&mut self, service: &str, operation: &str, function: Option<&str>) -> Vec<Fault> {
         let mut fired = Vec::new();
         for a in &mut self.active {
             let f = &a.fault;
@@ -146,7 +266,7 @@ impl FaultSet {
                 Trigger::Probability { p, .. } => a.rng.f64() < p,
             };
             if fires {
-                fired.push(f.action.clone());
+                fired.push(f.clone());
             }
         }
         fired

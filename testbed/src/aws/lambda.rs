@@ -1,607 +1,91 @@
 //! Lambda's control plane, served by the layer itself (moto's Lambda has no RevisionId, never InProgress, ignores
 //! S3ObjectVersion, accepts missing S3 keys, never paginates). Function code is read from moto's S3.
 
+mod api;
+mod model;
+
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use http::{Method, StatusCode};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
+use serde_json::{Value, json};
 
 use super::moto_client::{MotoClient, xml_text};
-use super::route::{decode_path, param};
+use super::route::param;
 use crate::identity::{ACCOUNT_ID, REGION};
+pub(crate) use api::{LambdaError, Op, Reply};
+use api::{listed, number, paginate, parse_function_ref, qualified_arn, str_field, string_map, target};
+pub(crate) use model::UpdateFailure;
+use model::{Alias, Code, Function, State, UpdateStatus, Version, code_of, new_revision, now_text};
 
-/// ListFunctions/ListAliases/ListVersionsByFunction never return more than this per page.
-const MAX_PAGE: usize = 50;
 const S3_KEY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
 const IAM_NAME: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_');
-
-/// A Lambda error in the REST-JSON wire shape.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct LambdaError {
-    pub(crate) status: StatusCode,
-    pub(crate) kind: &'static str,
-    pub(crate) message: String,
-    /// Seconds, for 429 (sent as `Retry-After`).
-    pub(crate) retry_after: Option<u64>,
-}
-
-impl LambdaError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> LambdaError {
-        LambdaError { status, kind, message: message.into(), retry_after: None }
-    }
-
-    fn not_found(what: &str) -> LambdaError {
-        Self::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", what)
-    }
-
-    fn function_not_found(name: &str) -> LambdaError {
-        Self::not_found(&format!("Function not found: {}", function_arn(name)))
-    }
-
-    pub(crate) fn invalid(message: impl Into<String>) -> LambdaError {
-        Self::new(StatusCode::BAD_REQUEST, "InvalidParameterValueException", message)
-    }
-
-    fn conflict(message: impl Into<String>) -> LambdaError {
-        Self::new(StatusCode::CONFLICT, "ResourceConflictException", message)
-    }
-
-    pub(crate) fn update_in_progress(name: &str) -> LambdaError {
-        Self::conflict(format!(
-            "The operation cannot be performed at this time. An update is in progress for resource: {}",
-            function_arn(name)
-        ))
-    }
-
-    pub(crate) fn precondition_failed() -> LambdaError {
-        Self::new(
-            StatusCode::PRECONDITION_FAILED,
-            "PreconditionFailedException",
-            "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to \
-             retrieve the latest Revision Id",
-        )
-    }
-
-    pub(crate) fn throttled(retry_after: Duration) -> LambdaError {
-        let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-        LambdaError {
-            retry_after: Some(secs),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate exceeded")
-        }
-    }
-
-    pub(crate) fn access_denied(operation: &str) -> LambdaError {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "AccessDeniedException",
-            format!(
-                "User is not authorized to perform: lambda:{operation} on resource: * because no identity-based \
-                 policy allows the lambda:{operation} action"
-            ),
-        )
-    }
-
-    pub(crate) fn service(message: impl Into<String>) -> LambdaError {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", message)
-    }
-
-    pub(crate) fn unknown_operation() -> LambdaError {
-        Self::new(StatusCode::NOT_FOUND, "UnknownOperationException", "Unknown operation")
-    }
-
-    /// The JSON body: `Type` (User/Service), `message`, `__type`, and for throttling `Reason`.
-    pub(crate) fn body(&self) -> Value {
-        let mut body = json!({
-            "Type": if self.status.is_server_error() { "Service" } else { "User" },
-            "message": self.message,
-            "__type": self.kind,
-        });
-        if let Some(secs) = self.retry_after {
-            body["Reason"] = json!("CallerRateLimitExceeded");
-            body["retryAfterSeconds"] = json!(secs.to_string());
-        }
-        body
-    }
-}
-
-type Reply = Result<(StatusCode, Value), LambdaError>;
-
-/// A Lambda API operation, with the function (name or ARN, as sent) and alias it addresses.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Op {
-    CreateFunction,
-    ListFunctions,
-    GetAccountSettings,
-    GetFunction(String),
-    GetFunctionConfiguration(String),
-    DeleteFunction(String),
-    UpdateFunctionCode(String),
-    UpdateFunctionConfiguration(String),
-    PublishVersion(String),
-    ListVersionsByFunction(String),
-    CreateAlias(String),
-    ListAliases(String),
-    GetAlias(String, String),
-    UpdateAlias(String, String),
-    DeleteAlias(String, String),
-    TagResource(String),
-    UntagResource(String),
-    ListTags(String),
-}
-
-impl Op {
-    pub(crate) fn parse(method: &Method, path: &str) -> Option<Op> {
-        let segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(decode_path).collect();
-        let s: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let m = method.as_str();
-        let f = |name: &str| name.to_string();
-        Some(match (m, s.as_slice()) {
-            ("POST", ["2015-03-31", "functions"]) => Op::CreateFunction,
-            ("GET", ["2015-03-31", "functions"]) => Op::ListFunctions,
-            ("GET", ["2016-08-19", "account-settings"]) => Op::GetAccountSettings,
-            ("GET", ["2015-03-31", "functions", n]) => Op::GetFunction(f(n)),
-            ("DELETE", ["2015-03-31", "functions", n]) => Op::DeleteFunction(f(n)),
-            ("GET", ["2015-03-31", "functions", n, "configuration"]) => Op::GetFunctionConfiguration(f(n)),
-            ("PUT", ["2015-03-31", "functions", n, "configuration"]) => Op::UpdateFunctionConfiguration(f(n)),
-            ("PUT", ["2015-03-31", "functions", n, "code"]) => Op::UpdateFunctionCode(f(n)),
-            ("POST", ["2015-03-31", "functions", n, "versions"]) => Op::PublishVersion(f(n)),
-            ("GET", ["2015-03-31", "functions", n, "versions"]) => Op::ListVersionsByFunction(f(n)),
-            ("POST", ["2015-03-31", "functions", n, "aliases"]) => Op::CreateAlias(f(n)),
-            ("GET", ["2015-03-31", "functions", n, "aliases"]) => Op::ListAliases(f(n)),
-            ("GET", ["2015-03-31", "functions", n, "aliases", a]) => Op::GetAlias(f(n), f(a)),
-            ("PUT", ["2015-03-31", "functions", n, "aliases", a]) => Op::UpdateAlias(f(n), f(a)),
-            ("DELETE", ["2015-03-31", "functions", n, "aliases", a]) => Op::DeleteAlias(f(n), f(a)),
-            ("POST", ["2017-03-31", "tags", arn]) => Op::TagResource(f(arn)),
-            ("DELETE", ["2017-03-31", "tags", arn]) => Op::UntagResource(f(arn)),
-            ("GET", ["2017-03-31", "tags", arn]) => Op::ListTags(f(arn)),
-            _ => return None,
-        })
-    }
-
-    pub(crate) fn name(&self) -> &'static str {
-        match self {
-            Op::CreateFunction => "CreateFunction",
-            Op::ListFunctions => "ListFunctions",
-            Op::GetAccountSettings => "GetAccountSettings",
-            Op::GetFunction(_) => "GetFunction",
-            Op::GetFunctionConfiguration(_) => "GetFunctionConfiguration",
-            Op::DeleteFunction(_) => "DeleteFunction",
-            Op::UpdateFunctionCode(_) => "UpdateFunctionCode",
-            Op::UpdateFunctionConfiguration(_) => "UpdateFunctionConfiguration",
-            Op::PublishVersion(_) => "PublishVersion",
-            Op::ListVersionsByFunction(_) => "ListVersionsByFunction",
-            Op::CreateAlias(_) => "CreateAlias",
-            Op::ListAliases(_) => "ListAliases",
-            Op::GetAlias(..) => "GetAlias",
-            Op::UpdateAlias(..) => "UpdateAlias",
-            Op::DeleteAlias(..) => "DeleteAlias",
-            Op::TagResource(_) => "TagResource",
-            Op::UntagResource(_) => "UntagResource",
-            Op::ListTags(_) => "ListTags",
-        }
-    }
-
-    /// The function's short name, if the request names one that parses.
-    pub(crate) fn function(&self, body: &Value) -> Option<String> {
-        let raw = match self {
-            Op::CreateFunction => body.get("FunctionName")?.as_str()?,
-            Op::ListFunctions | Op::GetAccountSettings => return None,
-            Op::GetFunction(n)
-            | Op::GetFunctionConfiguration(n)
-            | Op::DeleteFunction(n)
-            | Op::UpdateFunctionCode(n)
-            | Op::UpdateFunctionConfiguration(n)
-            | Op::PublishVersion(n)
-            | Op::ListVersionsByFunction(n)
-            | Op::CreateAlias(n)
-            | Op::ListAliases(n)
-            | Op::GetAlias(n, _)
-            | Op::UpdateAlias(n, _)
-            | Op::DeleteAlias(n, _)
-            | Op::TagResource(n)
-            | Op::UntagResource(n)
-            | Op::ListTags(n) => n,
-        };
-        parse_function_ref(raw).ok().map(|(name, _)| name)
-    }
-}
 
 /// What a handler needs besides the operation.
 pub(crate) struct Request {
     pub(crate) op: Op,
     pub(crate) query: Vec<(String, String)>,
     pub(crate) body: Value,
-    /// How long an update started by this call stays InProgress.
-    pub(crate) in_progress: Duration,
+    /// An `in_progress` fault: how long the update this call starts stays InProgress, instead of a draw.
+    pub(crate) in_progress: Option<Duration>,
+    /// An `update_fails` fault: the update this call starts ends Failed.
+    pub(crate) fails: Option<UpdateFailure>,
     /// How long a function created by this call stays Pending.
     pub(crate) pending: Duration,
 }
 
-pub(crate) fn function_arn(name: &str) -> String {
-    format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}")
+/// A served call: its reply and, if it started an update, how long that stays InProgress (Pending for
+/// CreateFunction).
+pub(crate) struct Served {
+    pub(crate) reply: Reply,
+    pub(crate) update: Option<Duration>,
 }
 
-fn qualified_arn(name: &str, qualifier: Option<&str>) -> String {
-    match qualifier {
-        Some(q) => format!("{}:{q}", function_arn(name)),
-        None => function_arn(name),
-    }
+/// How long updates stay InProgress: `base` plus a uniform draw in [0, jitter], from a seeded generator. Drawn as
+/// each update is applied, so the nth applied update gets the nth draw whatever calls were refused between.
+pub(crate) struct UpdateTimes {
+    base: Duration,
+    jitter_ms: u64,
+    rng: fastrand::Rng,
 }
 
-/// Name, partial ARN (`ACCOUNT:function:NAME`) or full ARN, each optionally with `:QUALIFIER`.
-fn parse_function_ref(raw: &str) -> Result<(String, Option<String>), LambdaError> {
-    let parts: Vec<&str> = raw.split(':').collect();
-    let (name, qualifier, account, region) = match parts.as_slice() {
-        [name] => (*name, None, ACCOUNT_ID, REGION),
-        [name, q] => (*name, Some(*q), ACCOUNT_ID, REGION),
-        [acct, "function", name] => (*name, None, *acct, REGION),
-        [acct, "function", name, q] => (*name, Some(*q), *acct, REGION),
-        ["arn", "aws", "lambda", region, acct, "function", name] => (*name, None, *acct, *region),
-        ["arn", "aws", "lambda", region, acct, "function", name, q] => (*name, Some(*q), *acct, *region),
-        _ => return Err(LambdaError::invalid(format!("Invalid function name or ARN: {raw}"))),
-    };
-    let valid_name =
-        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    let valid_qualifier = qualifier.is_none_or(|q| {
-        !q.is_empty() && q.len() <= 128 && q.chars().all(|c| c.is_ascii_alphanumeric() || "-_$".contains(c))
-    });
-    if !valid_name || !valid_qualifier {
-        return Err(LambdaError::invalid(format!("Invalid function name or ARN: {raw}")));
-    }
-    if account != ACCOUNT_ID || region != REGION {
-        return Err(LambdaError::not_found(&format!("Function not found: {raw}")));
-    }
-    Ok((name.to_string(), qualifier.map(str::to_string)))
-}
-
-/// The function and qualifier a request addresses: from the name/ARN and the `Qualifier` query parameter.
-fn target(raw: &str, query: &[(String, String)]) -> Result<(String, Option<String>), LambdaError> {
-    let (name, from_name) = parse_function_ref(raw)?;
-    let from_query = param(query, "Qualifier").map(str::to_string);
-    match (from_name, from_query) {
-        (Some(a), Some(b)) if a != b => Err(LambdaError::invalid(
-            "The derived qualifier from the function name does not match the specified qualifier.",
-        )),
-        (a, b) => Ok((name, a.or(b))),
-    }
-}
-
-fn now_text() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
-}
-
-fn new_revision() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum State {
-    Pending,
-    Active,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum UpdateStatus {
-    InProgress,
-    Successful,
-}
-
-/// One version's configuration ($LATEST or published).
-#[derive(Clone, Debug, PartialEq)]
-struct Version {
-    version: String,
-    description: String,
-    runtime: Option<String>,
-    handler: Option<String>,
-    role: String,
-    timeout: u64,
-    memory_size: u64,
-    environment: Option<BTreeMap<String, String>>,
-    architectures: Vec<String>,
-    code_sha256: String,
-    code_size: u64,
-    revision_id: String,
-    last_modified: String,
-    state: State,
-    last_update: Option<UpdateStatus>,
-}
-
-impl Version {
-    /// Equal code and configuration: publishing such a $LATEST again returns the existing version.
-    fn same_content(&self, other: &Version) -> bool {
-        let strip = |v: &Version| Version {
-            version: String::new(),
-            description: String::new(),
-            revision_id: String::new(),
-            last_modified: String::new(),
-            state: State::Active,
-            last_update: None,
-            ..v.clone()
-        };
-        strip(self) == strip(other)
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Alias {
-    name: String,
-    function_version: String,
-    description: String,
-    revision_id: String,
-    routing_config: Option<Value>,
-}
-
-#[derive(Debug)]
-struct Function {
-    name: String,
-    latest: Version,
-    versions: BTreeMap<u64, Version>,
-    aliases: BTreeMap<String, Alias>,
-    tags: BTreeMap<String, String>,
-    code_history: Vec<String>,
-    pending_until: Option<Instant>,
-    in_progress_until: Option<Instant>,
-}
-
-impl Function {
-    /// Applies timed transitions (Pending→Active, InProgress→Successful); each is a change with a new RevisionId.
-    fn refresh(&mut self, now: Instant) {
-        if self.pending_until.is_some_and(|t| t <= now) {
-            self.pending_until = None;
-            self.latest.state = State::Active;
-            self.latest.last_update = Some(UpdateStatus::Successful);
-            self.latest.revision_id = new_revision();
-        }
-        if self.in_progress_until.is_some_and(|t| t <= now) {
-            self.in_progress_until = None;
-            self.latest.last_update = Some(UpdateStatus::Successful);
-            self.latest.revision_id = new_revision();
-        }
+impl UpdateTimes {
+    pub(crate) fn new(base_ms: u64, jitter_ms: u64, seed: u64) -> UpdateTimes {
+        UpdateTimes { base: Duration::from_millis(base_ms), jitter_ms, rng: fastrand::Rng::with_seed(seed) }
     }
 
-    /// 409 while Pending or while an update is InProgress.
-    fn ensure_idle(&self) -> Result<(), LambdaError> {
-        if self.latest.state == State::Pending {
-            return Err(LambdaError::conflict(
-                "The operation cannot be performed at this time. The function is currently in the following state: \
-                 Pending",
-            ));
-        }
-        if self.latest.last_update == Some(UpdateStatus::InProgress) {
-            return Err(LambdaError::update_in_progress(&self.name));
-        }
-        Ok(())
+    fn draw(&mut self) -> Duration {
+        self.base + Duration::from_millis(self.rng.u64(0..=self.jitter_ms))
     }
-
-    fn ensure_revision(&self, body: &Value) -> Result<(), LambdaError> {
-        match body.get("RevisionId").and_then(Value::as_str) {
-            Some(rev) if rev != self.latest.revision_id => Err(LambdaError::precondition_failed()),
-            _ => Ok(()),
-        }
-    }
-
-    /// Marks $LATEST changed: new RevisionId, LastModified, and InProgress for `in_progress` (if non-zero).
-    fn touch(&mut self, in_progress: Duration) {
-        self.latest.revision_id = new_revision();
-        self.latest.last_modified = now_text();
-        if in_progress.is_zero() {
-            self.latest.last_update = Some(UpdateStatus::Successful);
-            self.in_progress_until = None;
-        } else {
-            self.latest.last_update = Some(UpdateStatus::InProgress);
-            self.in_progress_until = Some(Instant::now() + in_progress);
-        }
-    }
-
-    /// The configuration a qualifier selects and the qualifier its ARN carries.
-    fn resolve(&self, qualifier: Option<&str>) -> Result<(&Version, Option<String>), LambdaError> {
-        match qualifier {
-            None => Ok((&self.latest, None)),
-            Some("$LATEST") => Ok((&self.latest, Some("$LATEST".into()))),
-            Some(q) => {
-                let not_found =
-                    || LambdaError::not_found(&format!("Function not found: {}", qualified_arn(&self.name, Some(q))));
-                if let Ok(n) = q.parse::<u64>() {
-                    return self.versions.get(&n).map(|v| (v, Some(q.to_string()))).ok_or_else(not_found);
-                }
-                let alias = self.aliases.get(q).ok_or_else(not_found)?;
-                let (v, _) = self.resolve(Some(&alias.function_version))?;
-                Ok((v, Some(q.to_string())))
-            }
-        }
-    }
-
-    fn version_exists(&self, version: &str) -> bool {
-        version == "$LATEST" || version.parse::<u64>().is_ok_and(|n| self.versions.contains_key(&n))
-    }
-
-    /// Publishes $LATEST as a new version, unless the newest version already has the same code and configuration.
-    fn publish(&mut self, description: Option<&str>) -> (StatusCode, Version) {
-        if let Some((_, newest)) = self.versions.last_key_value()
-            && newest.same_content(&self.latest)
-        {
-            return (StatusCode::CREATED, newest.clone());
-        }
-        let n = self.versions.last_key_value().map(|(n, _)| n + 1).unwrap_or(1);
-        let version = Version {
-            version: n.to_string(),
-            description: description.map(str::to_string).unwrap_or_else(|| self.latest.description.clone()),
-            revision_id: new_revision(),
-            last_modified: now_text(),
-            state: State::Active,
-            last_update: Some(UpdateStatus::Successful),
-            ..self.latest.clone()
-        };
-        self.versions.insert(n, version.clone());
-        (StatusCode::CREATED, version)
-    }
-
-    fn config_json(&self, v: &Version, qualifier: Option<&str>) -> Value {
-        let mut c = Map::new();
-        c.insert("FunctionName".into(), json!(self.name));
-        c.insert("FunctionArn".into(), json!(qualified_arn(&self.name, qualifier)));
-        if let Some(r) = &v.runtime {
-            c.insert("Runtime".into(), json!(r));
-        }
-        c.insert("Role".into(), json!(v.role));
-        if let Some(h) = &v.handler {
-            c.insert("Handler".into(), json!(h));
-        }
-        c.insert("CodeSize".into(), json!(v.code_size));
-        c.insert("Description".into(), json!(v.description));
-        c.insert("Timeout".into(), json!(v.timeout));
-        c.insert("MemorySize".into(), json!(v.memory_size));
-        c.insert("LastModified".into(), json!(v.last_modified));
-        c.insert("CodeSha256".into(), json!(v.code_sha256));
-        c.insert("Version".into(), json!(v.version));
-        if let Some(env) = &v.environment {
-            c.insert("Environment".into(), json!({ "Variables": env }));
-        }
-        c.insert("TracingConfig".into(), json!({"Mode": "PassThrough"}));
-        c.insert("RevisionId".into(), json!(v.revision_id));
-        match v.state {
-            State::Pending => {
-                c.insert("State".into(), json!("Pending"));
-                c.insert("StateReason".into(), json!("The function is being created."));
-                c.insert("StateReasonCode".into(), json!("Creating"));
-            }
-            State::Active => {
-                c.insert("State".into(), json!("Active"));
-            }
-        }
-        match v.last_update {
-            Some(UpdateStatus::InProgress) => {
-                c.insert("LastUpdateStatus".into(), json!("InProgress"));
-                c.insert("LastUpdateStatusReason".into(), json!("The function is being created."));
-                c.insert("LastUpdateStatusReasonCode".into(), json!("Creating"));
-            }
-            Some(UpdateStatus::Successful) => {
-                c.insert("LastUpdateStatus".into(), json!("Successful"));
-            }
-            None => {}
-        }
-        c.insert("PackageType".into(), json!("Zip"));
-        c.insert("Architectures".into(), json!(v.architectures));
-        c.insert("EphemeralStorage".into(), json!({"Size": 512}));
-        c.insert("SnapStart".into(), json!({"ApplyOn": "None", "OptimizationStatus": "Off"}));
-        c.insert(
-            "LoggingConfig".into(),
-            json!({"LogFormat": "Text", "LogGroup": format!("/aws/lambda/{}", self.name)}),
-        );
-        Value::Object(c)
-    }
-
-    fn alias_json(&self, a: &Alias) -> Value {
-        let mut v = json!({
-            "AliasArn": qualified_arn(&self.name, Some(&a.name)),
-            "Name": a.name,
-            "FunctionVersion": a.function_version,
-            "Description": a.description,
-            "RevisionId": a.revision_id,
-        });
-        if let Some(r) = &a.routing_config {
-            v["RoutingConfig"] = r.clone();
-        }
-        v
-    }
-}
-
-/// Code a request supplies, hashed the way Lambda reports it.
-struct Code {
-    sha256: String,
-    size: u64,
-}
-
-fn code_of(bytes: &[u8]) -> Result<Code, LambdaError> {
-    // A zip starts with a local file header, or (empty archive) with the end-of-central-directory record.
-    let is_zip = bytes.starts_with(b"PK\x03\x04") || (bytes.len() >= 22 && bytes.starts_with(b"PK\x05\x06"));
-    if !is_zip {
-        return Err(LambdaError::invalid(
-            "Could not unzip uploaded file. Please check your file, then try to upload again.",
-        ));
-    }
-    Ok(Code { sha256: B64.encode(Sha256::digest(bytes)), size: bytes.len() as u64 })
-}
-
-fn str_field<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
-    body.get(key).and_then(Value::as_str)
-}
-
-fn string_map(v: Option<&Value>) -> Result<Option<BTreeMap<String, String>>, LambdaError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => serde_json::from_value(v.clone())
-            .map(Some)
-            .map_err(|_| LambdaError::invalid("Expected a map of strings to strings")),
-    }
-}
-
-fn number(body: &Value, key: &str) -> Result<Option<u64>, LambdaError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| LambdaError::invalid(format!("{key} must be a number"))),
-    }
-}
-
-/// List operations return a subset of the configuration: AWS documents that ListFunctions leaves out the state
-/// fields (a deployer must call GetFunction/GetFunctionConfiguration to see them).
-fn listed(mut config: Value) -> Value {
-    if let Some(c) = config.as_object_mut() {
-        for field in [
-            "State",
-            "StateReason",
-            "StateReasonCode",
-            "LastUpdateStatus",
-            "LastUpdateStatusReason",
-            "LastUpdateStatusReasonCode",
-        ] {
-            c.remove(field);
-        }
-    }
-    config
-}
-
-/// One page of `items` (sorted by key) after `Marker`, at most min(MaxItems, 50) long.
-fn paginate<T>(items: Vec<(String, T)>, query: &[(String, String)]) -> Result<(Vec<T>, Option<String>), LambdaError> {
-    let max = match param(query, "MaxItems") {
-        None => MAX_PAGE,
-        Some(s) => match s.parse::<usize>() {
-            Ok(n) if (1..=10_000).contains(&n) => n.min(MAX_PAGE),
-            _ => return Err(LambdaError::invalid(format!("MaxItems must be between 1 and 10000, got {s}"))),
-        },
-    };
-    let after = match param(query, "Marker") {
-        None => None,
-        Some(m) => Some(
-            B64.decode(m)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| LambdaError::invalid("Invalid Marker"))?,
-        ),
-    };
-    let mut rest: Vec<(String, T)> =
-        items.into_iter().filter(|(k, _)| after.as_ref().is_none_or(|a| k.as_str() > a.as_str())).collect();
-    let more = rest.len() > max;
-    rest.truncate(max);
-    let next = if more { rest.last().map(|(k, _)| B64.encode(k)) } else { None };
-    Ok((rest.into_iter().map(|(_, v)| v).collect(), next))
 }
 
 /// The function store and the handlers of the operations in [`Op`].
 pub(crate) struct Lambda {
     functions: Mutex<BTreeMap<String, Function>>,
+    update_times: Mutex<UpdateTimes>,
     moto: MotoClient,
 }
 
+/// The reply of a call that may start an update, with the update's InProgress time.
+type Started = Result<((StatusCode, Value), Option<Duration>), LambdaError>;
+
 impl Lambda {
-    pub(crate) fn new(moto: MotoClient) -> Lambda {
-        Lambda { functions: Mutex::new(BTreeMap::new()), moto }
+    pub(crate) fn new(moto: MotoClient, update_times: UpdateTimes) -> Lambda {
+        Lambda { functions: Mutex::new(BTreeMap::new()), update_times: Mutex::new(update_times), moto }
+    }
+
+    /// Restarts the update-time generator with new settings.
+    pub(crate) fn set_update_times(&self, update_times: UpdateTimes) {
+        *self.update_times.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = update_times;
+    }
+
+    /// An `in_progress` fault's duration, or the next draw.
+    fn update_time(&self, fault: Option<Duration>) -> Duration {
+        fault.unwrap_or_else(|| self.update_times.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).draw())
     }
 
     /// Every CodeSha256 the function was ever set to, oldest first.
@@ -609,7 +93,7 @@ impl Lambda {
         self.lock().get(name).map(|f| f.code_history.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Function>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Function>> {
         self.functions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -621,27 +105,32 @@ impl Lambda {
         f(function)
     }
 
-    pub(crate) async fn handle(&self, request: Request) -> Reply {
-        let Request { op, query, body, in_progress, pending } = request;
-        match &op {
-            Op::CreateFunction => self.create(&body, pending).await,
-            Op::ListFunctions => self.list_functions(&query),
-            Op::GetAccountSettings => self.account_settings(),
-            Op::GetFunction(raw) => self.get(raw, &query, true),
-            Op::GetFunctionConfiguration(raw) => self.get(raw, &query, false),
-            Op::DeleteFunction(raw) => self.delete(raw, &query),
-            Op::UpdateFunctionCode(raw) => self.update_code(raw, &body, in_progress).await,
-            Op::UpdateFunctionConfiguration(raw) => self.update_configuration(raw, &body, in_progress).await,
-            Op::PublishVersion(raw) => self.publish_version(raw, &body),
-            Op::ListVersionsByFunction(raw) => self.list_versions(raw, &query),
-            Op::CreateAlias(raw) => self.create_alias(raw, &body),
-            Op::ListAliases(raw) => self.list_aliases(raw, &query),
-            Op::GetAlias(raw, alias) => self.get_alias(raw, alias),
-            Op::UpdateAlias(raw, alias) => self.update_alias(raw, alias, &body),
-            Op::DeleteAlias(raw, alias) => self.delete_alias(raw, alias),
-            Op::TagResource(arn) => self.tag(arn, &body),
-            Op::UntagResource(arn) => self.untag(arn, &query),
-            Op::ListTags(arn) => self.list_tags(arn),
+    pub(crate) async fn handle(&self, request: Request) -> Served {
+        let Request { op, query, body, in_progress, fails, pending } = request;
+        let no_update = |reply: Reply| reply.map(|r| (r, None));
+        let started: Started = match &op {
+            Op::CreateFunction => self.create(&body, pending).await.map(|r| (r, Some(pending))),
+            Op::UpdateFunctionCode(raw) => self.update_code(raw, &body, in_progress, fails).await,
+            Op::UpdateFunctionConfiguration(raw) => self.update_configuration(raw, &body, in_progress, fails).await,
+            Op::ListFunctions => no_update(self.list_functions(&query)),
+            Op::GetAccountSettings => no_update(self.account_settings()),
+            Op::GetFunction(raw) => no_update(self.get(raw, &query, true)),
+            Op::GetFunctionConfiguration(raw) => no_update(self.get(raw, &query, false)),
+            Op::DeleteFunction(raw) => no_update(self.delete(raw, &query)),
+            Op::PublishVersion(raw) => no_update(self.publish_version(raw, &body)),
+            Op::ListVersionsByFunction(raw) => no_update(self.list_versions(raw, &query)),
+            Op::CreateAlias(raw) => no_update(self.create_alias(raw, &body)),
+            Op::ListAliases(raw) => no_update(self.list_aliases(raw, &query)),
+            Op::GetAlias(raw, alias) => no_update(self.get_alias(raw, alias)),
+            Op::UpdateAlias(raw, alias) => no_update(self.update_alias(raw, alias, &body)),
+            Op::DeleteAlias(raw, alias) => no_update(self.delete_alias(raw, alias)),
+            Op::TagResource(arn) => no_update(self.tag(arn, &body)),
+            Op::UntagResource(arn) => no_update(self.untag(arn, &query)),
+            Op::ListTags(arn) => no_update(self.list_tags(arn)),
+        };
+        match started {
+            Ok((reply, update)) => Served { reply: Ok(reply), update },
+            Err(e) => Served { reply: Err(e), update: None },
         }
     }
 
@@ -692,6 +181,7 @@ impl Lambda {
             code_history: vec![code.sha256],
             pending_until: (!pending.is_zero()).then(|| Instant::now() + pending),
             in_progress_until: None,
+            failing: None,
         };
         let (config, qualifier) = if body.get("Publish").and_then(Value::as_bool) == Some(true) {
             let (_, v) = function.publish(None);
@@ -800,7 +290,13 @@ impl Lambda {
         Ok((StatusCode::NO_CONTENT, Value::Null))
     }
 
-    async fn update_code(&self, raw: &str, body: &Value, in_progress: Duration) -> Reply {
+    async fn update_code(
+        &self,
+        raw: &str,
+        body: &Value,
+        in_progress: Option<Duration>,
+        fails: Option<UpdateFailure>,
+    ) -> Started {
         let (name, _) = parse_function_ref(raw)?;
         let precheck = |f: &mut Function| {
             f.ensure_idle()?;
@@ -815,13 +311,15 @@ impl Lambda {
             // Re-checked: another writer may have changed the function while its code was read.
             precheck(f)?;
             if body.get("DryRun").and_then(Value::as_bool) == Some(true) {
-                return Ok((StatusCode::OK, f.config_json(&f.latest, None)));
+                return Ok(((StatusCode::OK, f.config_json(&f.latest, None)), None));
             }
+            let previous = f.latest.clone();
             f.latest.code_sha256 = code.sha256.clone();
             f.latest.code_size = code.size;
             f.code_history.push(code.sha256);
-            f.touch(in_progress);
-            Self::reply_maybe_published(f, body)
+            let time = self.update_time(in_progress);
+            f.start_update(previous, time, fails);
+            Ok((Self::reply_maybe_published(f, body)?, Some(time)))
         })
     }
 
@@ -835,7 +333,13 @@ impl Lambda {
         Ok((StatusCode::OK, f.config_json(&f.latest, None)))
     }
 
-    async fn update_configuration(&self, raw: &str, body: &Value, in_progress: Duration) -> Reply {
+    async fn update_configuration(
+        &self,
+        raw: &str,
+        body: &Value,
+        in_progress: Option<Duration>,
+        fails: Option<UpdateFailure>,
+    ) -> Started {
         let (name, _) = parse_function_ref(raw)?;
         let precheck = |f: &mut Function| {
             f.ensure_idle()?;
@@ -850,6 +354,7 @@ impl Lambda {
         let memory_size = number(body, "MemorySize")?;
         self.with(&name, |f| {
             precheck(f)?;
+            let previous = f.latest.clone();
             let v = &mut f.latest;
             if let Some(d) = str_field(body, "Description") {
                 v.description = d.to_string();
@@ -868,8 +373,9 @@ impl Lambda {
             }
             v.timeout = timeout.unwrap_or(v.timeout);
             v.memory_size = memory_size.unwrap_or(v.memory_size);
-            f.touch(in_progress);
-            Ok((StatusCode::OK, f.config_json(&f.latest, None)))
+            let time = self.update_time(in_progress);
+            f.start_update(previous, time, fails);
+            Ok(((StatusCode::OK, f.config_json(&f.latest, None)), Some(time)))
         })
     }
 
@@ -1094,38 +600,5 @@ impl Lambda {
             )));
         }
         code_of(&bytes).map(Some)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_partial_and_full_arns_address_the_same_function() {
-        let full = format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:f1");
-        assert_eq!(parse_function_ref("f1").unwrap(), ("f1".into(), None));
-        assert_eq!(parse_function_ref(&format!("{ACCOUNT_ID}:function:f1")).unwrap(), ("f1".into(), None));
-        assert_eq!(parse_function_ref(&full).unwrap(), ("f1".into(), None));
-        assert_eq!(parse_function_ref(&format!("{full}:live")).unwrap(), ("f1".into(), Some("live".into())));
-        assert_eq!(parse_function_ref("bad/name").unwrap_err().kind, "InvalidParameterValueException");
-    }
-
-    #[test]
-    fn pages_are_capped_at_fifty_and_resume_after_the_marker() {
-        let items: Vec<(String, usize)> = (0..120).map(|i| (format!("f{i:03}"), i)).collect();
-        let (page, next) = paginate(items.clone(), &[]).unwrap();
-        assert_eq!(page.len(), 50);
-        let marker = next.unwrap();
-        let (page, next) = paginate(items, &[("Marker".into(), marker), ("MaxItems".into(), "100".into())]).unwrap();
-        assert_eq!(page.first(), Some(&50));
-        assert_eq!(page.len(), 50);
-        assert!(next.is_some());
-    }
-
-    #[test]
-    fn only_zip_archives_are_accepted_as_code() {
-        assert!(code_of(b"PK\x03\x04rest").is_ok());
-        assert_eq!(code_of(b"#!/bin/sh").err().unwrap().kind, "InvalidParameterValueException");
     }
 }

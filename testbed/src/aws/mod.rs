@@ -9,6 +9,7 @@
 mod calls;
 mod faults;
 mod lambda;
+mod lambda_http;
 mod moto_client;
 mod quota;
 mod route;
@@ -32,11 +33,11 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 pub use calls::{Call, CallLog};
-pub use faults::{Fault, FaultAction, Trigger};
+pub use faults::{CompetingChange, Fault, FaultAction, LastUpdateStatusReasonCode, Trigger};
 pub use moto_client::MotoClient;
 
 use crate::identity::{ACCOUNT_ID, AwsIdentity};
-use lambda::{Lambda, LambdaError, Op};
+use lambda::{Lambda, UpdateFailure, UpdateTimes};
 use moto_client::{Body, full};
 use route::{credential_scope, eks_operation, form_pairs, param, s3_operation};
 
@@ -49,22 +50,41 @@ pub struct LayerConfig {
     pub get_function_per_second: f64,
     /// Shared by every Lambda control-plane operation except GetFunction.
     pub control_plane_per_second: f64,
-    /// How long LastUpdateStatus stays InProgress after UpdateFunctionCode/UpdateFunctionConfiguration.
+    /// How long LastUpdateStatus stays InProgress after UpdateFunctionCode/UpdateFunctionConfiguration: at least
+    /// this long, plus a uniform draw in [0, `update_in_progress_jitter_ms`].
     pub update_in_progress_ms: u64,
+    /// The width of that draw (0: every update takes `update_in_progress_ms`).
+    pub update_in_progress_jitter_ms: u64,
+    /// The seed of the generator those draws come from (setting the config restarts it).
+    pub update_seed: u64,
     /// How long State stays Pending after CreateFunction.
     pub create_pending_ms: u64,
 }
 
 impl Default for LayerConfig {
-    /// AWS's documented defaults: GetFunction 100 req/s, other control-plane calls 15 req/s.
+    /// AWS's documented quotas (GetFunction 100 req/s, other control-plane calls 15 req/s), and updates that stay
+    /// InProgress 1.5–4.5 s, as AWS shows for a small zip function.
     fn default() -> Self {
         LayerConfig {
             quotas: true,
             get_function_per_second: 100.0,
             control_plane_per_second: 15.0,
-            update_in_progress_ms: 300,
+            update_in_progress_ms: 1_500,
+            update_in_progress_jitter_ms: 3_000,
+            update_seed: 1,
             create_pending_ms: 0,
         }
+    }
+}
+
+impl LayerConfig {
+    /// For tests that need updates to settle quickly: InProgress a fixed 300 ms; otherwise the defaults.
+    pub fn fast() -> LayerConfig {
+        LayerConfig { update_in_progress_ms: 300, update_in_progress_jitter_ms: 0, ..LayerConfig::default() }
+    }
+
+    fn update_times(&self) -> UpdateTimes {
+        UpdateTimes::new(self.update_in_progress_ms, self.update_in_progress_jitter_ms, self.update_seed)
     }
 }
 
@@ -124,7 +144,7 @@ impl AwsLayer {
         let moto = MotoClient::new(&opts.moto_url);
         let shared = Arc::new(Shared {
             url,
-            lambda: Lambda::new(moto.clone()),
+            lambda: Lambda::new(moto.clone(), opts.config.update_times()),
             moto,
             quotas: Mutex::new(quota::Quotas::new(
                 opts.config.get_function_per_second,
@@ -197,14 +217,17 @@ impl AwsLayer {
         lock(&self.shared.config).clone()
     }
 
-    /// Replaces the settings; the quota buckets restart full at the new rates.
+    /// Replaces the settings; the quota buckets restart full at the new rates, the update-time generator from
+    /// its seed.
     pub fn set_config(&self, config: LayerConfig) {
         *lock(&self.shared.quotas) =
             quota::Quotas::new(config.get_function_per_second, config.control_plane_per_second);
+        self.shared.lambda.set_update_times(config.update_times());
         *lock(&self.shared.config) = config;
     }
 
-    /// Every CodeSha256 the function was ever set to, oldest first (None: no such function).
+    /// Every CodeSha256 the function was ever set to, oldest first (None: no such function); a failed update's
+    /// code is followed by the previous code it restored.
     pub fn history(&self, function: &str) -> Option<Vec<String>> {
         self.shared.lambda.history(function)
     }
@@ -217,7 +240,7 @@ impl AwsLayer {
     }
 }
 
-/// The connection is dropped without a response (a `connection_reset` fault, or the client went away).
+/// The connection is dropped without a response (a `connection_reset` or `timeout` fault, or the client went away).
 #[derive(Debug)]
 struct Reset;
 
@@ -243,7 +266,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
     let outcome = match call.service.as_str() {
-        "lambda" => lambda_request(&shared, req, query, call).await,
+        "lambda" => lambda_http::lambda_request(&shared, req, query, call).await,
         "eks" => eks_request(&shared, req, call).await,
         "s3" | "unsigned" => other_request(&shared, req, &query, call).await,
         _ if is_form || param(&query, "Action").is_some() => query_request(&shared, req, query, call).await,
@@ -259,6 +282,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         }
     };
     call.status = response.status().as_u16();
+    // Lambda calls set `applied` from the service's own answer, which an after_apply fault hides from the client.
+    call.applied |= response.status().is_success();
     tracing::debug!(service = %call.service, operation = %call.operation, status = call.status, "request");
     let seq = lock(&shared.calls).push(call);
     // Body bytes are counted as they are sent, so streamed S3 downloads are measured too.
@@ -293,35 +318,61 @@ impl Drop for LoggedIfAbandoned {
 }
 
 /// The effect of the faults that fired for one call.
+#[derive(Default)]
 struct Fired {
-    /// A fault that decides the response.
-    terminal: Option<FaultAction>,
+    /// A fault that answers instead of the service.
+    instead: Option<FaultAction>,
+    /// A fault that answers after the service performed the call (`after_apply`).
+    after: Option<FaultAction>,
     /// An `in_progress` override for an update this call starts.
     in_progress: Option<Duration>,
+    /// An `update_fails` fault for an update this call starts.
+    fails: Option<UpdateFailure>,
+    /// Writes of other writers, made before this call is served.
+    competing: Vec<CompetingChange>,
 }
 
-async fn fire_faults(shared: &Shared, call: &mut Call) -> Result<Fired, Reset> {
-    let actions = lock(&shared.faults).fire(&call.service, &call.operation, call.function.as_deref());
-    if !actions.is_empty() {
-        call.fault = Some(actions.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", "));
+/// Fires the faults matching the call, notes them in its log entry, and waits out any `latency`.
+async fn fire_faults(shared: &Shared, call: &mut Call) -> Fired {
+    let faults = lock(&shared.faults).fire(&call.service, &call.operation, call.function.as_deref());
+    if !faults.is_empty() {
+        call.fault = Some(faults.iter().map(Fault::describe).collect::<Vec<_>>().join(", "));
     }
-    let mut fired = Fired { terminal: None, in_progress: None };
+    let mut fired = Fired::default();
     let mut delay = Duration::ZERO;
-    for action in actions {
-        match action {
+    for fault in faults {
+        match fault.action {
             FaultAction::Latency { ms } => delay += Duration::from_millis(ms),
             FaultAction::InProgress { ms } => fired.in_progress = Some(Duration::from_millis(ms)),
-            other if fired.terminal.is_none() => fired.terminal = Some(other),
-            _ => {}
+            FaultAction::UpdateFails { reason_code, reason } => {
+                fired.fails = Some(UpdateFailure { code: reason_code, reason });
+            }
+            FaultAction::CompetingWrite { change } => fired.competing.push(change),
+            action if fault.after_apply => {
+                fired.after.get_or_insert(action);
+            }
+            action => {
+                fired.instead.get_or_insert(action);
+            }
         }
     }
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    if fired.terminal == Some(FaultAction::ConnectionReset) {
-        return Err(Reset);
+    fired
+}
+
+/// `connection_reset` drops the connection at once; `timeout` holds it first, unanswered (the client usually gives
+/// up sooner). Other actions are answered by the caller, in its service's error shape.
+async fn drop_connection(action: &FaultAction) -> Result<(), Reset> {
+    match action {
+        FaultAction::ConnectionReset => Err(Reset),
+        FaultAction::Timeout { ms } => {
+            tokio::time::sleep(Duration::from_millis(*ms)).await;
+            Err(Reset)
+        }
+        _ => Ok(()),
     }
-    Ok(fired)
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
@@ -336,82 +387,10 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     response
 }
 
-fn lambda_error(e: &LambdaError) -> Response<Body> {
-    let mut response = json_response(e.status, &e.body());
-    let headers = response.headers_mut();
-    headers.insert("x-amzn-errortype", HeaderValue::from_static(e.kind));
-    if let Some(secs) = e.retry_after {
-        headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    response
-}
-
 async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Bytes), Reset> {
     let (parts, body) = req.into_parts();
     let bytes = body.collect().await.map_err(|_| Reset)?.to_bytes();
     Ok((parts, bytes))
-}
-
-async fn lambda_request(
-    shared: &Shared,
-    req: Request<Incoming>,
-    query: Vec<(String, String)>,
-    call: &mut Call,
-) -> Result<Response<Body>, Reset> {
-    let Some(op) = Op::parse(req.method(), req.uri().path()) else {
-        call.operation = format!("{} {}", req.method(), req.uri().path());
-        return Ok(lambda_error(&LambdaError::unknown_operation()));
-    };
-    call.operation = op.name().to_string();
-    let (_, bytes) = read_body(req).await?;
-    let body: Value = if bytes.is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_slice(&bytes) {
-            Ok(v) => v,
-            Err(_) => return Ok(lambda_error(&LambdaError::invalid("Could not parse request body into json"))),
-        }
-    };
-    call.function = op.function(&body);
-    if let Some(q) = param(&query, "Qualifier") {
-        call.params.insert("Qualifier".into(), q.to_string());
-    }
-    for key in ["RevisionId", "S3Bucket", "S3Key", "S3ObjectVersion", "Publish", "Name", "FunctionVersion"] {
-        match body.get(key) {
-            Some(Value::String(s)) => call.params.insert(key.into(), s.clone()),
-            Some(Value::Bool(b)) => call.params.insert(key.into(), b.to_string()),
-            _ => None,
-        };
-    }
-    let fired = fire_faults(shared, call).await?;
-    if let Some(action) = fired.terminal {
-        let function = call.function.as_deref().unwrap_or("unknown");
-        let error = match action {
-            FaultAction::Throttle => LambdaError::throttled(Duration::from_secs(1)),
-            FaultAction::Conflict => LambdaError::update_in_progress(function),
-            FaultAction::StaleRevision => LambdaError::precondition_failed(),
-            FaultAction::AccessDenied => LambdaError::access_denied(&call.operation),
-            _ => LambdaError::service("An internal error occurred (fault injected by the testbed)."),
-        };
-        return Ok(lambda_error(&error));
-    }
-    let config = lock(&shared.config).clone();
-    if config.quotas
-        && let Err(wait) = lock(&shared.quotas).take(op.name())
-    {
-        return Ok(lambda_error(&LambdaError::throttled(wait)));
-    }
-    let lambda_request = lambda::Request {
-        op,
-        query,
-        body,
-        in_progress: fired.in_progress.unwrap_or(Duration::from_millis(config.update_in_progress_ms)),
-        pending: Duration::from_millis(config.create_pending_ms),
-    };
-    Ok(match shared.lambda.handle(lambda_request).await {
-        Ok((status, value)) => json_response(status, &value),
-        Err(e) => lambda_error(&e),
-    })
 }
 
 /// Forwards to moto; moto being unreachable is a 502.
@@ -441,7 +420,9 @@ async fn query_request(
     if let Some(role) = param(&form, "RoleName") {
         call.params.insert("RoleName".into(), role.to_string());
     }
-    fire_faults(shared, call).await?;
+    if let Some(action) = fire_faults(shared, call).await.instead {
+        drop_connection(&action).await?;
+    }
     if call.service == "sts" && action == "GetCallerIdentity" {
         return Ok(caller_identity(shared, call.access_key_id.as_deref()));
     }
@@ -493,7 +474,9 @@ async fn eks_request(shared: &Shared, req: Request<Incoming>, call: &mut Call) -
     if let Some(name) = &cluster {
         call.params.insert("Name".into(), name.clone());
     }
-    fire_faults(shared, call).await?;
+    if let Some(action) = fire_faults(shared, call).await.instead {
+        drop_connection(&action).await?;
+    }
     let testbed = shared.eks.as_ref().filter(|eks| cluster.as_ref() == Some(&eks.name));
     let (parts, body) = req.into_parts();
     let response = forward(shared, parts, body.boxed()).await;
@@ -543,9 +526,40 @@ async fn other_request(
     } else {
         call.operation = format!("{} {}", req.method(), req.uri().path());
     }
-    fire_faults(shared, call).await?;
+    if let Some(action) = fire_faults(shared, call).await.instead {
+        drop_connection(&action).await?;
+        // What remains are S3's own errors: no other service takes these faults.
+        return Ok(s3_error(req.method(), &action));
+    }
     let (parts, body) = req.into_parts();
     Ok(forward(shared, parts, body.boxed()).await)
+}
+
+/// An S3 error in S3's XML shape; a HEAD response carries no body, as S3's do.
+fn s3_error(method: &Method, action: &FaultAction) -> Response<Body> {
+    let (status, code, message) = match action {
+        FaultAction::SlowDown => (StatusCode::SERVICE_UNAVAILABLE, "SlowDown", "Please reduce your request rate."),
+        _ => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "We encountered an internal error. Please try again.")
+        }
+    };
+    let request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_uppercase();
+    let xml = if method == Method::HEAD {
+        String::new()
+    } else {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message>\
+             <RequestId>{request_id}</RequestId></Error>"
+        )
+    };
+    let mut response = Response::new(full(xml));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-amz-request-id", id);
+    }
+    response
 }
 
 /// `/_testbed/...`: faults, calls, config, code history.

@@ -159,6 +159,24 @@ pub async fn settled(lambda: &aws_sdk_lambda::Client, name: &str) -> Configurati
     }
 }
 
+/// Polls (≤ 10 s) until the function's last update has ended, Successful or Failed.
+pub async fn update_ended(lambda: &aws_sdk_lambda::Client, name: &str) -> Configuration {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = lambda.get_function_configuration().function_name(name).send().await.expect("configuration");
+        if c.last_update_status() != Some(&LastUpdateStatus::InProgress) {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "{name}'s update did not end: {c:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The logged calls of one Lambda operation on one function, oldest first.
+pub fn calls_about(tb: &Testbed, operation: &str, function: &str) -> Vec<testbed::aws::Call> {
+    tb.aws().calls().of("lambda", operation).filter(|c| c.function.as_deref() == Some(function)).cloned().collect()
+}
+
 /// A request to the layer's control API; returns status and JSON body (Null when empty).
 pub async fn control(
     tb: &Testbed,

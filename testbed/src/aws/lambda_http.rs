@@ -1,0 +1,162 @@
+//! Lambda requests on the layer's endpoint: the faults around the served call (a competing writer first, an
+//! answer instead of the service, or one after the service performed the call), the quota, the REST-JSON answer.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use serde_json::{Map, Value, json};
+
+use super::lambda::{self, LambdaError, Op, Reply};
+use super::route::param;
+use super::{Call, CompetingChange, FaultAction, Reset, Shared, drop_connection, fire_faults, json_response, lock};
+use super::{moto_client::Body, read_body};
+
+/// The access key id the call log gives a competing writer's writes.
+const COMPETITOR: &str = "competitor";
+
+fn lambda_error(e: &LambdaError) -> Response<Body> {
+    let mut response = json_response(e.status, &e.body());
+    let headers = response.headers_mut();
+    headers.insert("x-amzn-errortype", HeaderValue::from_static(e.kind));
+    if let Some(secs) = e.retry_after {
+        headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+fn reply_response(reply: &Reply) -> Response<Body> {
+    match reply {
+        Ok((status, value)) => json_response(*status, value),
+        Err(e) => lambda_error(e),
+    }
+}
+
+/// The Lambda error a fault answers with.
+fn fault_error(action: &FaultAction, call: &Call) -> LambdaError {
+    match action {
+        FaultAction::Throttle => LambdaError::throttled(Duration::from_secs(1)),
+        FaultAction::Conflict => LambdaError::update_in_progress(call.function.as_deref().unwrap_or("unknown")),
+        FaultAction::StaleRevision => LambdaError::precondition_failed(),
+        FaultAction::AccessDenied => LambdaError::access_denied(&call.operation),
+        _ => LambdaError::service("An internal error occurred (fault injected by the testbed)."),
+    }
+}
+
+/// The key parameters the call log shows for a Lambda call.
+fn key_params(query: &[(String, String)], body: &Value) -> BTreeMap<String, String> {
+    let mut params = BTreeMap::new();
+    if let Some(q) = param(query, "Qualifier") {
+        params.insert("Qualifier".into(), q.to_string());
+    }
+    for key in ["RevisionId", "S3Bucket", "S3Key", "S3ObjectVersion", "Publish", "Name", "FunctionVersion"] {
+        match body.get(key) {
+            Some(Value::String(s)) => params.insert(key.into(), s.clone()),
+            Some(Value::Bool(b)) => params.insert(key.into(), b.to_string()),
+            _ => None,
+        };
+    }
+    params
+}
+
+/// In order: competing writes, a fault that answers instead of the service, the quota, the service, a fault that
+/// answers after the service performed the call.
+pub(super) async fn lambda_request(
+    shared: &Shared,
+    req: Request<Incoming>,
+    query: Vec<(String, String)>,
+    call: &mut Call,
+) -> Result<Response<Body>, Reset> {
+    let Some(op) = Op::parse(req.method(), req.uri().path()) else {
+        call.operation = format!("{} {}", req.method(), req.uri().path());
+        return Ok(lambda_error(&LambdaError::unknown_operation()));
+    };
+    call.operation = op.name().to_string();
+    let (_, bytes) = read_body(req).await?;
+    let body: Value = if bytes.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(_) => return Ok(lambda_error(&LambdaError::invalid("Could not parse request body into json"))),
+        }
+    };
+    call.function = op.function(&body);
+    call.params = key_params(&query, &body);
+    let fired = fire_faults(shared, call).await;
+    if let Some(name) = &call.function {
+        for change in &fired.competing {
+            compete(shared, *change, name, &body).await;
+        }
+    }
+    if let Some(action) = &fired.instead {
+        drop_connection(action).await?;
+        return Ok(lambda_error(&fault_error(action, call)));
+    }
+    let config = lock(&shared.config).clone();
+    let served = if config.quotas
+        && let Err(wait) = lock(&shared.quotas).take(op.name())
+    {
+        lambda::Served { reply: Err(LambdaError::throttled(wait)), update: None }
+    } else {
+        let request = lambda::Request {
+            op,
+            query,
+            body,
+            in_progress: fired.in_progress,
+            fails: fired.fails,
+            pending: Duration::from_millis(config.create_pending_ms),
+        };
+        shared.lambda.handle(request).await
+    };
+    call.applied = served.reply.as_ref().is_ok_and(|(status, _)| status.is_success());
+    call.in_progress_ms = served.update.map(|d| d.as_millis() as u64);
+    match &fired.after {
+        Some(action) => {
+            drop_connection(action).await?;
+            Ok(lambda_error(&fault_error(action, call)))
+        }
+        None => Ok(reply_response(&served.reply)),
+    }
+}
+
+/// A competing writer's write to `name`, logged as its own call just before the call it precedes. It is not
+/// counted against the quotas, and no fault fires on it.
+async fn compete(shared: &Shared, change: CompetingChange, name: &str, request_body: &Value) {
+    let started = Instant::now();
+    let (op, body) = match change {
+        CompetingChange::Configuration => {
+            let description = format!("edited in the console ({})", uuid::Uuid::new_v4().simple());
+            (Op::UpdateFunctionConfiguration(name.to_string()), json!({ "Description": description }))
+        }
+        CompetingChange::SameCode => {
+            let source: Map<String, Value> = ["S3Bucket", "S3Key", "S3ObjectVersion", "ZipFile"]
+                .into_iter()
+                .filter_map(|key| request_body.get(key).map(|v| (key.to_string(), v.clone())))
+                .collect();
+            (Op::UpdateFunctionCode(name.to_string()), Value::Object(source))
+        }
+    };
+    let mut call = Call {
+        service: "lambda".into(),
+        operation: op.name().to_string(),
+        function: Some(name.to_string()),
+        params: key_params(&[], &body),
+        access_key_id: Some(COMPETITOR.into()),
+        at_ms: shared.started.elapsed().as_millis() as u64,
+        fault: Some(format!("competing_write: {}", change.name())),
+        ..Call::default()
+    };
+    let request =
+        lambda::Request { op, query: Vec::new(), body, in_progress: None, fails: None, pending: Duration::ZERO };
+    let served = shared.lambda.handle(request).await;
+    call.status = match &served.reply {
+        Ok((status, _)) => status.as_u16(),
+        Err(e) => e.status.as_u16(),
+    };
+    call.applied = (200..300).contains(&call.status);
+    call.in_progress_ms = served.update.map(|d| d.as_millis() as u64);
+    call.duration_ms = started.elapsed().as_millis() as u64;
+    lock(&shared.calls).push(call);
+}
