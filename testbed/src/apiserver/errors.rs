@@ -8,7 +8,7 @@ pub(crate) struct ApiError {
     pub reason: &'static str,
     pub message: String,
     pub details: Option<Value>,
-    /// Extra response headers (Retry-After for 429).
+    /// Sent as `Retry-After`.
     pub retry_after: Option<u64>,
 }
 
@@ -118,23 +118,14 @@ impl ApiError {
         e
     }
 
-    /// The status used for a scripted fault with this code.
-    pub fn injected(code: u16, group: &str, plural: &str, name: &str) -> Self {
-        let mut e = match code {
-            409 => Self::stale(group, plural, name),
-            429 => Self::new(429, "TooManyRequests", "Too many requests, please try again later."),
-            500 => Self::internal("injected fault"),
-            503 => Self::new(503, "ServiceUnavailable", "the server is currently unable to handle the request"),
-            504 => Self::new(504, "Timeout", "the server was unable to return a response in the time allotted"),
-            404 => Self::not_found(group, plural, name),
-            403 => Self::new(403, "Forbidden", "injected fault"),
-            401 => Self::unauthorized(),
-            _ => Self::new(code, "", format!("injected fault {code}")),
-        };
-        if code == 429 {
-            e.retry_after = Some(1);
+    /// `details.retryAfterSeconds`, which kube-apiserver also sends as `Retry-After` when it is positive.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        let details = self.details.get_or_insert_with(|| json!({}));
+        if seconds > 0 {
+            details["retryAfterSeconds"] = seconds.into();
+            self.retry_after = Some(seconds);
         }
-        e
+        self
     }
 
     pub fn to_json(&self) -> Value {

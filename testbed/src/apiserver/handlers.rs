@@ -2,7 +2,7 @@
 //! optimistic concurrency, patches and server-side apply, finalizers, lists with selectors and pagination.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use base64::Engine;
 use serde_json::{Value, json};
@@ -10,12 +10,14 @@ use serde_json::{Value, json};
 use super::auth::{self, Attributes, User};
 use super::errors::{ApiError, ApiResult, Cause};
 use super::managed::{self, Manager};
+use super::meta::{meta_str, new_namespace, now_string, stamp_new};
 use super::patch;
 use super::proto;
 use super::schema;
 use super::select::{FieldSelector, LabelSelector};
 use super::store::{Key, ResourceDef, Store, to_served, to_stored};
 use super::table::{self, Shape};
+use super::validation::{check_type, prepare_crd, validate_event, validate_labels, validate_name};
 
 /// One resource request, parsed.
 pub(crate) struct Call<'a> {
@@ -63,211 +65,12 @@ fn reply(code: u16, body: Value) -> Reply {
     Reply { code, body, warnings: vec![] }
 }
 
-/// RFC 3339 with whole seconds, as Kubernetes timestamps are.
-pub(crate) fn now_string() -> String {
-    jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).map(|t| t.to_string()).unwrap_or_default()
-}
-
-/// Metadata of a newly created object.
-pub(crate) fn stamp_new(mut obj: Value, rv: u64, generation: bool) -> Value {
-    let meta = &mut obj["metadata"];
-    meta["uid"] = uuid::Uuid::new_v4().to_string().into();
-    meta["creationTimestamp"] = now_string().into();
-    meta["resourceVersion"] = rv.to_string().into();
-    if generation {
-        meta["generation"] = 1.into();
-    }
-    obj
-}
-
-/// What kube-apiserver adds to every Namespace.
-pub(crate) fn new_namespace(mut ns: Value) -> Value {
-    let name = ns["metadata"]["name"].clone();
-    ns["metadata"]["labels"]["kubernetes.io/metadata.name"] = name;
-    ns["spec"]["finalizers"] = json!(["kubernetes"]);
-    ns["status"] = json!({"phase": "Active"});
-    ns
-}
-
-fn tracks_generation(def: &ResourceDef) -> bool {
-    def.custom.is_some() || def.group == "apiextensions.k8s.io"
-}
-
 fn parse_json(body: &[u8]) -> ApiResult<Value> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))
 }
 
-fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
-    obj["metadata"][field].as_str().unwrap_or_default()
-}
-
-/// A regex from a constant pattern, compiled once.
-macro_rules! static_regex {
-    ($name:ident = $pattern:expr) => {
-        static $name: LazyLock<Option<regex::Regex>> = LazyLock::new(|| regex::Regex::new($pattern).ok());
-    };
-}
-
-static_regex!(DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$");
-static_regex!(DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$");
-static_regex!(LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$");
-static_regex!(QUALIFIED_NAME = r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$");
-
-fn matches(re: &LazyLock<Option<regex::Regex>>, s: &str) -> bool {
-    re.as_ref().is_some_and(|r| r.is_match(s))
-}
-
-fn validate_name(def: &ResourceDef, name: &str) -> Option<Cause> {
-    let invalid = |msg: String| Cause { reason: "FieldValueInvalid", field: "metadata.name".into(), message: msg };
-    if def.group == "rbac.authorization.k8s.io" {
-        // RBAC names only need to be valid path segments.
-        let bad = name == "." || name == ".." || name.contains('/') || name.contains('%');
-        return bad.then(|| invalid(format!("Invalid value: {name:?}: may not contain '/' or '%'")));
-    }
-    let (re, max, what) = if def.plural == "namespaces" && def.group.is_empty() {
-        (
-            &DNS_LABEL,
-            63,
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
-        )
-    } else {
-        (
-            &DNS_SUBDOMAIN,
-            253,
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
-        )
-    };
-    let ok = name.len() <= max && matches(re, name);
-    (!ok).then(|| invalid(format!("Invalid value: {name:?}: {what}")))
-}
-
-/// Label keys and values, and annotation keys, as kube-apiserver checks them.
-fn validate_labels(meta: &Value) -> Vec<Cause> {
-    let mut causes = vec![];
-    let mut bad = |field: &str, shown: &str, why: String| {
-        causes.push(Cause {
-            reason: "FieldValueInvalid",
-            field: field.into(),
-            message: format!("Invalid value: {shown:?}: {why}"),
-        })
-    };
-    for field in ["labels", "annotations"] {
-        let path = format!("metadata.{field}");
-        for (key, value) in meta[field].as_object().into_iter().flatten() {
-            let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key.as_str()));
-            if name.len() > 63 || !matches(&QUALIFIED_NAME, name) {
-                bad(&path, key, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into());
-            }
-            if key.contains('/') && (prefix.len() > 253 || !matches(&DNS_SUBDOMAIN, prefix)) {
-                bad(&path, key, "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character".into());
-            }
-            if field == "labels" {
-                let v = value.as_str().unwrap_or_default();
-                if v.len() > 63 {
-                    bad(&path, v, "must be no more than 63 characters".into());
-                } else if !matches(&LABEL_VALUE, v) {
-                    bad(&path, v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".into());
-                }
-            }
-        }
-    }
-    causes
-}
-
-/// kube-apiserver's checks on a new Event (`ValidateEventCreate`), on the served form of `def`'s version. events.k8s.io/v1
-/// requires the "new" fields; core/v1 checks them only when `eventTime` is set.
-fn validate_event(def: &ResourceDef, ev: &Value) -> Vec<Cause> {
-    let v1_api = def.group == "events.k8s.io";
-    let mut causes = vec![];
-    let required =
-        |field: &str| Cause { reason: "FieldValueRequired", field: field.into(), message: "Required value".into() };
-    let invalid = |field: &str, shown: &str, why: String| Cause {
-        reason: "FieldValueInvalid",
-        field: field.into(),
-        message: format!("Invalid value: {shown:?}: {why}"),
-    };
-    let text = |k: &str| ev[k].as_str().unwrap_or_default();
-    let has_time = !text("eventTime").is_empty();
-    let namespace = meta_str(ev, "namespace");
-    let involved_ns = ev[if v1_api { "regarding" } else { "involvedObject" }]["namespace"].as_str().unwrap_or_default();
-    if !has_time {
-        let defaultish = namespace.is_empty() || namespace == "default";
-        if (involved_ns.is_empty() && !defaultish) || (!involved_ns.is_empty() && involved_ns != namespace) {
-            causes.push(invalid("involvedObject.namespace", involved_ns, "does not match event.namespace".into()));
-        }
-    } else {
-        if involved_ns.is_empty() && namespace != "default" && namespace != "kube-system" {
-            causes.push(invalid("involvedObject.namespace", involved_ns, "does not match event.namespace".into()));
-        }
-        let controller_field = if v1_api { "reportingController" } else { "reportingComponent" };
-        if text(controller_field).is_empty() {
-            causes.push(required(controller_field));
-        }
-        for (field, limit) in [("reportingInstance", 128), ("action", 128), ("reason", 128)] {
-            if text(field).is_empty() {
-                causes.push(required(field));
-            } else if text(field).len() > limit {
-                causes.push(invalid(field, "", format!("can have at most {limit} characters")));
-            }
-        }
-        let note = if v1_api { "note" } else { "message" };
-        if text(note).len() > 1024 {
-            causes.push(invalid(note, "", "can have at most 1024 characters".into()));
-        }
-    }
-    if v1_api {
-        if !has_time {
-            causes.push(required("eventTime"));
-        }
-        let kind = text("type");
-        if kind != "Normal" && kind != "Warning" {
-            causes.push(invalid("type", "", format!("has invalid value: {kind}")));
-        }
-        for field in ["deprecatedFirstTimestamp", "deprecatedLastTimestamp", "deprecatedSource"] {
-            if ev.get(field).is_some_and(|v| !v.is_null() && *v != json!({})) {
-                causes.push(invalid(field, "", "needs to be unset".into()));
-            }
-        }
-        if ev["deprecatedCount"].as_i64().is_some_and(|c| c != 0) {
-            causes.push(invalid("deprecatedCount", "", "needs to be unset".into()));
-        }
-    }
-    causes
-}
-
 fn invalid(def: &ResourceDef, name: &str, causes: Vec<Cause>) -> ApiError {
     ApiError::invalid(&def.group, &def.kind, name, causes)
-}
-
-/// Checks apiVersion/kind of a request body against the endpoint (filling them in when absent).
-fn check_type(def: &ResourceDef, obj: &mut Value) -> ApiResult<()> {
-    if !obj.is_object() {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
-    }
-    let want = def.api_version();
-    match obj["apiVersion"].as_str() {
-        None | Some("") => obj["apiVersion"] = want.clone().into(),
-        Some(v) if v == want => {}
-        Some(v) => {
-            return Err(ApiError::bad_request(format!(
-                "the API version in the data ({v}) does not match the expected API version ({want})"
-            )));
-        }
-    }
-    match obj["kind"].as_str() {
-        None | Some("") => obj["kind"] = def.kind.clone().into(),
-        Some(k) if k == def.kind => {}
-        Some(k) => {
-            return Err(ApiError::bad_request(format!(
-                "the kind in the data ({k}) does not match the expected kind ({})",
-                def.kind
-            )));
-        }
-    }
-    if !obj["metadata"].is_object() {
-        obj["metadata"] = json!({});
-    }
-    Ok(())
 }
 
 /// The part of an object whose change bumps `generation`.
@@ -280,99 +83,6 @@ fn generation_relevant(def: &ResourceDef, obj: &Value) -> Value {
         }
     }
     v
-}
-
-/// The CRD controller's work, done synchronously: defaults, checks and status (names accepted, established).
-fn prepare_crd(crd: &mut Value, old: Option<&Value>) -> Vec<Cause> {
-    let mut causes = vec![];
-    let required =
-        |field: &str| Cause { reason: "FieldValueRequired", field: field.into(), message: "Required value".into() };
-    let spec = &crd["spec"];
-    let group = spec["group"].as_str().unwrap_or_default().to_string();
-    let plural = spec["names"]["plural"].as_str().unwrap_or_default().to_string();
-    let kind = spec["names"]["kind"].as_str().unwrap_or_default().to_string();
-    for (value, field) in [(&group, "spec.group"), (&plural, "spec.names.plural"), (&kind, "spec.names.kind")] {
-        if value.is_empty() {
-            causes.push(required(field));
-        }
-    }
-    let scope = spec["scope"].as_str().unwrap_or_default().to_string();
-    if scope != "Namespaced" && scope != "Cluster" {
-        causes.push(Cause {
-            reason: "FieldValueNotSupported",
-            field: "spec.scope".into(),
-            message: format!("Unsupported value: {scope:?}: supported values: \"Cluster\", \"Namespaced\""),
-        });
-    }
-    if let Some(old_scope) = old.and_then(|o| o["spec"]["scope"].as_str())
-        && old_scope != scope
-    {
-        causes.push(Cause {
-            reason: "FieldValueInvalid",
-            field: "spec.scope".into(),
-            message: format!("Invalid value: {scope:?}: field is immutable"),
-        });
-    }
-    let name = meta_str(crd, "name").to_string();
-    if !group.is_empty() && !plural.is_empty() && name != format!("{plural}.{group}") {
-        causes.push(Cause {
-            reason: "FieldValueInvalid",
-            field: "metadata.name".into(),
-            message: format!("Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group"),
-        });
-    }
-    let versions = spec["versions"].as_array().cloned().unwrap_or_default();
-    let storage: Vec<&str> =
-        versions.iter().filter(|v| v["storage"].as_bool() == Some(true)).filter_map(|v| v["name"].as_str()).collect();
-    if versions.is_empty() {
-        causes.push(required("spec.versions"));
-    } else if storage.len() != 1 {
-        causes.push(Cause {
-            reason: "FieldValueInvalid",
-            field: "spec.versions".into(),
-            message: format!(
-                "Invalid value: {}: must have exactly one version marked as storage version",
-                versions.len()
-            ),
-        });
-    }
-    if !causes.is_empty() {
-        return causes;
-    }
-    let names = &mut crd["spec"]["names"];
-    if names["singular"].as_str().is_none_or(str::is_empty) {
-        names["singular"] = kind.to_lowercase().into();
-    }
-    if names["listKind"].as_str().is_none_or(str::is_empty) {
-        names["listKind"] = format!("{kind}List").into();
-    }
-    if crd["spec"]["conversion"].is_null() {
-        crd["spec"]["conversion"] = json!({"strategy": "None"});
-    }
-    let accepted = crd["spec"]["names"].clone();
-    let mut stored: Vec<Value> =
-        old.and_then(|o| o["status"]["storedVersions"].as_array().cloned()).unwrap_or_default();
-    if let Some(s) = storage.first()
-        && !stored.iter().any(|v| v == s)
-    {
-        stored.push((*s).into());
-    }
-    // Conditions keep their transition times across updates, so re-applying an unchanged CRD changes nothing.
-    let now = now_string();
-    let conditions = old.map(|o| o["status"]["conditions"].clone()).filter(|c| c.is_array()).unwrap_or_else(|| {
-        json!([
-            {"type": "NamesAccepted", "status": "True", "lastTransitionTime": now, "reason": "NoConflicts",
-             "message": "no conflicts found"},
-            {"type": "Established", "status": "True", "lastTransitionTime": now, "reason": "InitialNamesAccepted",
-             "message": "the initial names have been accepted"},
-        ])
-    });
-    crd["status"] = json!({
-        "acceptedNames": accepted,
-        "conditions": conditions,
-        "storedVersions": stored,
-    });
-    vec![]
 }
 
 /// How managedFields are maintained for a write.
@@ -574,7 +284,7 @@ fn commit(
 
     // Generation: only spec-like changes bump it.
     if let Some(o) = &old
-        && tracks_generation(&def)
+        && def.tracks_generation()
         && generation_relevant(&def, o) != generation_relevant(&def, &new)
     {
         let g = o["metadata"]["generation"].as_i64().unwrap_or(0);
@@ -620,7 +330,7 @@ fn commit(
         if store.objects.contains_key(&key) {
             return Err(ApiError::already_exists(&def.group, &def.plural, &name));
         }
-        new = stamp_new(new, 0, tracks_generation(&def));
+        new = stamp_new(new, 0, def.tracks_generation());
     }
     if call.dry_run() {
         return Ok(Reply { code: if old.is_none() { 201 } else { 200 }, body: new, warnings });
@@ -990,53 +700,4 @@ fn access_review(store: &Store, call: &Call, mut review: Value) -> Reply {
     review["apiVersion"] = call.def.api_version().into();
     review["kind"] = call.def.kind.clone().into();
     reply(201, review)
-}
-
-/// Stores an object without validation (for hostile-input tests). Replaces an existing object of the same name.
-pub(crate) fn insert_raw(store: &mut Store, mut obj: Value) -> Result<Value, String> {
-    let api_version = obj["apiVersion"].as_str().ok_or("apiVersion is required")?.to_string();
-    let kind = obj["kind"].as_str().ok_or("kind is required")?.to_string();
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version.as_str()));
-    let def = store
-        .defs
-        .iter()
-        .find(|d| d.group == group && d.version == version && d.kind == kind)
-        .cloned()
-        .ok_or_else(|| format!("no resource serves {api_version} {kind}"))?;
-    let name = meta_str(&obj, "name").to_string();
-    if name.is_empty() {
-        return Err("metadata.name is required".into());
-    }
-    let namespace = if def.namespaced {
-        let ns = meta_str(&obj, "namespace");
-        if ns.is_empty() { "default".to_string() } else { ns.to_string() }
-    } else {
-        String::new()
-    };
-    if def.namespaced {
-        obj["metadata"]["namespace"] = namespace.clone().into();
-    }
-    let key = Store::key(&def, &namespace, &name);
-    let old = store.objects.get(&key).cloned();
-    let meta = &mut obj["metadata"];
-    if meta["uid"].is_null() {
-        meta["uid"] = old
-            .as_ref()
-            .map(|o| o["metadata"]["uid"].clone())
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string().into());
-    }
-    if meta["creationTimestamp"].is_null() {
-        meta["creationTimestamp"] = now_string().into();
-    }
-    if meta["generation"].is_null() && tracks_generation(&def) {
-        meta["generation"] = 1.into();
-    }
-    let rv = store.next_rv();
-    obj["metadata"]["resourceVersion"] = rv.to_string().into();
-    let stored = to_stored(&def, obj);
-    store.save(key, stored.clone(), if old.is_some() { "MODIFIED" } else { "ADDED" });
-    if def.group == "apiextensions.k8s.io" {
-        store.rebuild_defs();
-    }
-    Ok(to_served(&def, stored))
 }

@@ -5,8 +5,10 @@
 mod auth;
 mod discovery;
 mod errors;
+mod faults;
 mod handlers;
 mod managed;
+mod meta;
 mod patch;
 mod proto;
 mod schema;
@@ -14,6 +16,7 @@ mod select;
 mod server;
 mod store;
 mod table;
+mod validation;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -29,6 +32,8 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::identity::{self, AccessEntry, AwsIdentity};
 use server::{Shared, lock};
+
+pub use faults::KubeFault;
 
 pub struct ApiServerOptions {
     pub listen: SocketAddr,
@@ -73,117 +78,6 @@ impl RequestRecord {
     /// A PUT or PATCH of `<resource>/status`.
     pub fn is_status_write(&self) -> bool {
         self.subresource == "status" && (self.verb == "update" || self.verb == "patch")
-    }
-}
-
-/// A scripted fault. Matches requests by the fields that are set; the first matching fault fires.
-/// JSON (for `POST /_testbed/faults`): `{"verbs":["patch"],"resource":"lambdadeployments","subresource":"status",
-/// "status":409,"times":2}`, `{"status":500,"probability":0.1,"seed":7}`, `{"latencyMs":50}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct KubeFault {
-    /// Verbs it applies to (empty: any).
-    pub verbs: Vec<String>,
-    pub resource: Option<String>,
-    pub subresource: Option<String>,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    /// Answer with this HTTP status (and a matching `Status` body) instead of serving the request.
-    pub status: Option<u16>,
-    /// Delay before answering (or serving).
-    pub latency_ms: u64,
-    /// Fire this many times, then disappear (None: forever).
-    pub times: Option<u32>,
-    /// Fire with this probability per matching request, drawn from a generator seeded with `seed`.
-    pub probability: Option<f64>,
-    pub seed: u64,
-}
-
-impl KubeFault {
-    /// Every matching request gets `code`.
-    pub fn status(code: u16) -> Self {
-        KubeFault { status: Some(code), ..Default::default() }
-    }
-
-    /// Every matching request is delayed.
-    pub fn latency(delay: Duration) -> Self {
-        KubeFault { latency_ms: delay.as_millis().try_into().unwrap_or(u64::MAX), ..Default::default() }
-    }
-
-    /// Restricts to status writes (PUT/PATCH of `<resource>/status`).
-    pub fn on_status_writes(mut self, resource: &str) -> Self {
-        self.verbs = vec!["update".into(), "patch".into()];
-        self.resource = Some(resource.into());
-        self.subresource = Some("status".into());
-        self
-    }
-
-    pub fn on_verbs(mut self, verbs: &[&str]) -> Self {
-        self.verbs = verbs.iter().map(|v| v.to_string()).collect();
-        self
-    }
-
-    pub fn on_resource(mut self, resource: &str) -> Self {
-        self.resource = Some(resource.into());
-        self
-    }
-
-    pub fn on_name(mut self, name: &str) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    pub fn times(mut self, n: u32) -> Self {
-        self.times = Some(n);
-        self
-    }
-
-    pub fn with_probability(mut self, probability: f64, seed: u64) -> Self {
-        self.probability = Some(probability);
-        self.seed = seed;
-        self
-    }
-
-    fn matches(&self, r: &RequestRecord) -> bool {
-        let opt = |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| w == got);
-        (self.verbs.is_empty() || self.verbs.contains(&r.verb))
-            && opt(&self.resource, &r.resource)
-            && opt(&self.subresource, &r.subresource)
-            && opt(&self.namespace, &r.namespace)
-            && opt(&self.name, &r.name)
-    }
-}
-
-/// A fault with its remaining count and random stream.
-pub(crate) struct ActiveFault {
-    fault: KubeFault,
-    rng: fastrand::Rng,
-}
-
-impl ActiveFault {
-    fn new(fault: KubeFault) -> Self {
-        let rng = fastrand::Rng::with_seed(fault.seed);
-        ActiveFault { fault, rng }
-    }
-
-    /// Returns the fault if it fires for this request (consuming one of its `times`).
-    fn fire(&mut self, r: &RequestRecord) -> Option<KubeFault> {
-        if self.exhausted() || !self.fault.matches(r) {
-            return None;
-        }
-        if let Some(p) = self.fault.probability
-            && self.rng.f64() >= p
-        {
-            return None;
-        }
-        if let Some(t) = self.fault.times.as_mut() {
-            *t -= 1;
-        }
-        Some(self.fault.clone())
-    }
-
-    fn exhausted(&self) -> bool {
-        self.fault.times == Some(0)
     }
 }
 
@@ -233,11 +127,8 @@ fn tls_config() -> std::io::Result<(rustls::ServerConfig, String)> {
 
 async fn serve_connection(shared: Arc<Shared>, acceptor: tokio_rustls::TlsAcceptor, tcp: tokio::net::TcpStream) {
     let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else { return };
-    let service = hyper::service::service_fn(move |req| {
-        let shared = shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(server::handle(shared, req).await) }
-    });
-    // Connection errors (client went away) end this connection only.
+    let service = hyper::service::service_fn(move |req| server::handle(shared.clone(), req));
+    // Connection errors (client went away, a fault dropped the connection) end this connection only.
     let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
 }
 
@@ -257,7 +148,7 @@ impl ApiServer {
                 access_entries: opts.access_entries,
             },
             requests: Mutex::new(VecDeque::new()),
-            faults: Mutex::new(vec![]),
+            faults: Mutex::default(),
             server_address: addr.to_string(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -322,7 +213,7 @@ impl ApiServer {
 
     /// Adds a scripted fault (also `POST /_testbed/faults` with the admin token).
     pub fn inject(&self, fault: KubeFault) {
-        lock(&self.shared.faults).push(ActiveFault::new(fault));
+        lock(&self.shared.faults).push(fault);
     }
 
     pub fn clear_faults(&self) {
@@ -332,7 +223,7 @@ impl ApiServer {
     /// Stores an object as-is, bypassing validation, pruning and admission (also `POST /_testbed/raw`). The server only
     /// fills in uid, creationTimestamp, generation and a new resourceVersion. Returns the stored object.
     pub fn insert_raw(&self, object: serde_json::Value) -> Result<serde_json::Value, String> {
-        handlers::insert_raw(&mut lock(&self.shared.store), object)
+        lock(&self.shared.store).insert_raw(object)
     }
 }
 

@@ -1,7 +1,8 @@
-//! HTTPS serving, routing, authentication/authorization, scripted faults, the request log and watch streams.
+//! HTTPS serving, routing, authentication/authorization, applying scripted faults, the request log and watch streams.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,11 +15,12 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::auth::{self, Attributes, Authenticator, User};
 use super::errors::{ApiError, ApiResult};
+use super::faults::{Answer, Faults};
 use super::handlers::{self, Call, Reply};
 use super::select::{FieldSelector, LabelSelector};
 use super::store::{ResourceDef, Store, WatchEvent, to_served};
 use super::table::{self, Shape};
-use super::{ActiveFault, KubeFault, RequestRecord, discovery};
+use super::{KubeFault, RequestRecord, discovery};
 
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
@@ -34,7 +36,7 @@ pub(crate) struct Shared {
     pub store: Mutex<Store>,
     pub auth: Authenticator,
     pub requests: Mutex<VecDeque<RequestRecord>>,
-    pub faults: Mutex<Vec<ActiveFault>>,
+    pub faults: Mutex<Faults>,
     pub server_address: String,
 }
 
@@ -57,12 +59,21 @@ fn json_response(code: u16, body: &Value, warnings: &[String]) -> Response<Body>
 
 fn error_response(e: &ApiError) -> Response<Body> {
     let mut r = json_response(e.code, &e.to_json(), &[]);
-    if let Some(secs) = e.retry_after
-        && let Ok(v) = secs.to_string().parse()
-    {
-        r.headers_mut().insert("retry-after", v);
+    if let Some(seconds) = e.retry_after {
+        r.headers_mut().insert("retry-after", seconds.into());
     }
     r
+}
+
+/// kube-apiserver's flow-control rejection (APF, max-in-flight): `http.Error` with `Retry-After`, not a `Status`.
+fn throttled(retry_after: u64) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::TOO_MANY_REQUESTS)
+        .header("content-type", "text/plain; charset=utf-8")
+        .header("x-content-type-options", "nosniff")
+        .header("retry-after", retry_after)
+        .body(Full::new(Bytes::from_static(b"Too many requests, please try again later.\n")).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
 }
 
 enum Route {
@@ -156,7 +167,8 @@ fn verb_for(method: &Method, rp: &ResourcePath, query: &HashMap<String, String>)
     }
 }
 
-pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+/// Answers one request; an error closes the connection without a response (a fault's `reset` or `hang`).
+pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> io::Result<Response<Body>> {
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();
@@ -166,7 +178,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     let (accept, content_type, user_agent) = (header("accept"), header("content-type"), header("user-agent"));
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return error_response(&ApiError::new(413, "RequestEntityTooLarge", "request body too large")),
+        Err(_) => return Ok(error_response(&ApiError::new(413, "RequestEntityTooLarge", "request body too large"))),
     };
     let user = shared
         .auth
@@ -175,10 +187,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     let route = route(&path);
 
     if let Route::Control(what) = &route {
-        return match &user {
+        return Ok(match &user {
             Some(u) if u.is_admin() => control(&shared, &method, what, &body),
             _ => error_response(&ApiError::unauthorized()),
-        };
+        });
     }
 
     let mut record = RequestRecord {
@@ -201,22 +213,23 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         }
         _ => None,
     };
+    let mut logged = Logged { shared: shared.clone(), record };
 
     let response = match (&user, &route) {
         (_, Route::Version | Route::Health) => Ok(respond_plain(&route)),
-        (None, _) => Err(ApiError::unauthorized()),
+        (None, _) => Ok(error_response(&ApiError::unauthorized())),
         (Some(user), _) if impersonated.is_some() && !user.is_admin() => {
             let as_user = impersonated.as_ref().map(|u| u.name.as_str()).unwrap_or_default();
             let message = format!(
                 "users \"{as_user}\" is forbidden: User \"{}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
                 user.name
             );
-            Err(ApiError::forbidden(message, "", "users", as_user))
+            Ok(error_response(&ApiError::forbidden(message, "", "users", as_user)))
         }
         (Some(user), _) => {
             // Admins may act as someone else (kubectl --as/--as-group), which is how RBAC is checked by hand.
             let user = impersonated.as_ref().unwrap_or(user);
-            record.user = user.name.clone();
+            logged.record.user = user.name.clone();
             let ctx = Ctx {
                 method: &method,
                 query: &query,
@@ -225,18 +238,64 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
                 user_agent: &user_agent,
                 body: &body,
             };
-            serve(&shared, user, &route, rp.as_ref(), &record, ctx).await
+            let record = &logged.record;
+            match admit(&shared, user, rp.as_ref(), record) {
+                Err(e) => Ok(error_response(&e)),
+                Ok(()) => {
+                    let fault = lock(&shared.faults).fire(record);
+                    let respond = || {
+                        serve(&shared, user, &route, rp.as_ref(), record, ctx).unwrap_or_else(|e| error_response(&e))
+                    };
+                    under_fault(fault, record, respond).await
+                }
+            }
         }
     };
-    let response = response.unwrap_or_else(|e| error_response(&e));
-    record.status = response.status().as_u16();
-    let mut log = lock(&shared.requests);
-    if log.len() >= MAX_LOGGED {
-        log.pop_front();
-    }
-    log.push_back(record);
-    drop(log);
+    logged.record.status = response.as_ref().map_or(0, |r| r.status().as_u16());
     response
+}
+
+/// A request's log entry, written when its handling ends: also when hyper drops the handler because the client went
+/// away, with status 0 as for a connection a fault dropped.
+struct Logged {
+    shared: Arc<Shared>,
+    record: RequestRecord,
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let mut log = lock(&self.shared.requests);
+        if log.len() >= MAX_LOGGED {
+            log.pop_front();
+        }
+        log.push_back(std::mem::take(&mut self.record));
+    }
+}
+
+/// Serves a request under the fault that fired for it, if any: its latency, then its answer instead of the response,
+/// given before serving or, `after_apply`, once the request has taken effect.
+async fn under_fault(
+    fault: Option<KubeFault>,
+    record: &RequestRecord,
+    respond: impl FnOnce() -> Response<Body>,
+) -> io::Result<Response<Body>> {
+    let Some(fault) = fault else { return Ok(respond()) };
+    if fault.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
+    }
+    let Some(answer) = fault.answer(record) else { return Ok(respond()) };
+    if fault.after_apply {
+        // The write is stored (and watchers see it); the client never gets this response.
+        drop(respond());
+    }
+    match answer {
+        Answer::Status(e) => Ok(error_response(&e)),
+        Answer::Throttled { retry_after } => Ok(throttled(retry_after)),
+        Answer::Drop(after) => {
+            tokio::time::sleep(after).await;
+            Err(io::Error::new(io::ErrorKind::ConnectionReset, "connection dropped by a scripted fault"))
+        }
+    }
 }
 
 /// `Impersonate-User` / `Impersonate-Group` headers, as a user.
@@ -268,8 +327,30 @@ struct Ctx<'a> {
     body: &'a Bytes,
 }
 
-async fn serve(
-    shared: &Arc<Shared>,
+/// What is checked before faults apply: a verb for the method, then RBAC. Non-resource URLs (discovery, OpenAPI) are
+/// readable by every authenticated user, as system:discovery grants.
+fn admit(shared: &Shared, user: &User, rp: Option<&ResourcePath>, record: &RequestRecord) -> ApiResult<()> {
+    let Some(rp) = rp else { return Ok(()) };
+    if record.verb.is_empty() {
+        return Err(ApiError::method_not_allowed());
+    }
+    let attrs = Attributes {
+        verb: record.verb.clone(),
+        group: rp.group.clone(),
+        resource: rp.plural.clone(),
+        subresource: rp.subresource.clone(),
+        namespace: rp.namespace.clone(),
+        name: rp.name.clone(),
+    };
+    if !auth::authorize(&lock(&shared.store), user, &attrs) {
+        let msg = auth::forbidden_message(user, &attrs);
+        return Err(ApiError::forbidden(msg, &rp.group, &rp.plural, &rp.name));
+    }
+    Ok(())
+}
+
+fn serve(
+    shared: &Shared,
     user: &User,
     route: &Route,
     rp: Option<&ResourcePath>,
@@ -277,8 +358,6 @@ async fn serve(
     ctx: Ctx<'_>,
 ) -> ApiResult<Response<Body>> {
     let Some(rp) = rp else {
-        // Non-resource URLs (discovery, OpenAPI) are readable by every authenticated user, as system:discovery grants.
-        fault(shared, record).await?;
         if ctx.method != Method::GET {
             return Err(ApiError::method_not_allowed());
         }
@@ -294,25 +373,6 @@ async fn serve(
         };
         return doc.map(|d| json_response(200, &d, &[])).ok_or_else(ApiError::not_found_path);
     };
-    if record.verb.is_empty() {
-        return Err(ApiError::method_not_allowed());
-    }
-    let attrs = Attributes {
-        verb: record.verb.clone(),
-        group: rp.group.clone(),
-        resource: rp.plural.clone(),
-        subresource: rp.subresource.clone(),
-        namespace: rp.namespace.clone(),
-        name: rp.name.clone(),
-    };
-    {
-        let store = lock(&shared.store);
-        if !auth::authorize(&store, user, &attrs) {
-            let msg = auth::forbidden_message(user, &attrs);
-            return Err(ApiError::forbidden(msg, &rp.group, &rp.plural, &rp.name));
-        }
-    }
-    fault(shared, record).await?;
     let def = lock(&shared.store).find_def(&rp.group, &rp.version, &rp.plural).ok_or_else(ApiError::not_found_path)?;
     check_scope(&def, rp)?;
     if !def.verbs.contains(&record.verb.as_str()) {
@@ -356,30 +416,12 @@ fn check_scope(def: &ResourceDef, rp: &ResourcePath) -> ApiResult<()> {
     if bad_sub || bad_scope { Err(ApiError::not_found_path()) } else { Ok(()) }
 }
 
-/// Applies the first matching scripted fault: latency, then (maybe) an error instead of serving.
-async fn fault(shared: &Shared, record: &RequestRecord) -> ApiResult<()> {
-    let hit = {
-        let mut faults = lock(&shared.faults);
-        let hit = faults.iter_mut().find_map(|f| f.fire(record));
-        faults.retain(|f| !f.exhausted());
-        hit
-    };
-    let Some(KubeFault { status, latency_ms, .. }) = hit else { return Ok(()) };
-    if latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(latency_ms)).await;
-    }
-    match status {
-        Some(code) => Err(ApiError::injected(code, &record.group, &record.resource, &record.name)),
-        None => Ok(()),
-    }
-}
-
 fn control(shared: &Shared, method: &Method, what: &str, body: &Bytes) -> Response<Body> {
     let result: ApiResult<Value> = match (method.as_str(), what) {
         ("POST", "faults") => serde_json::from_slice::<KubeFault>(body)
             .map_err(|e| ApiError::bad_request(format!("bad fault: {e}")))
             .map(|f| {
-                lock(&shared.faults).push(ActiveFault::new(f));
+                lock(&shared.faults).push(f);
                 json!({"injected": true})
             }),
         ("DELETE", "faults") => {
@@ -388,7 +430,7 @@ fn control(shared: &Shared, method: &Method, what: &str, body: &Bytes) -> Respon
         }
         ("POST", "raw") => serde_json::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("bad object: {e}")))
-            .and_then(|obj| handlers::insert_raw(&mut lock(&shared.store), obj).map_err(ApiError::bad_request)),
+            .and_then(|obj| lock(&shared.store).insert_raw(obj).map_err(ApiError::bad_request)),
         ("GET", "requests") => Ok(serde_json::to_value(&*lock(&shared.requests)).unwrap_or_default()),
         ("DELETE", "requests") => {
             lock(&shared.requests).clear();

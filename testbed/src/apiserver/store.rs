@@ -7,6 +7,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
+use super::meta::{meta_str, new_namespace, now_string, stamp_new};
+
 /// How many watch events are kept for resuming watches; older resourceVersions get 410 Gone.
 const HISTORY: usize = 2000;
 
@@ -67,6 +69,11 @@ impl ResourceDef {
 
     pub fn is_event(&self) -> bool {
         self.storage == (String::new(), "events".to_string())
+    }
+
+    /// Custom resources and CRDs have a `generation`.
+    pub fn tracks_generation(&self) -> bool {
+        self.custom.is_some() || self.group == "apiextensions.k8s.io"
     }
 }
 
@@ -188,7 +195,7 @@ impl Store {
         s.rebuild_defs();
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-            s.seed(("".into(), "namespaces".into(), String::new(), ns.into()), super::handlers::new_namespace(obj));
+            s.seed(("".into(), "namespaces".into(), String::new(), ns.into()), new_namespace(obj));
         }
         // The bootstrap RBAC policy every cluster has that matters here.
         const RBAC: &str = "rbac.authorization.k8s.io";
@@ -224,7 +231,7 @@ impl Store {
 
     fn seed(&mut self, key: Key, obj: Value) {
         let rv = self.next_rv();
-        let obj = super::handlers::stamp_new(obj, rv, false);
+        let obj = stamp_new(obj, rv, false);
         self.save(key, obj, "ADDED");
     }
 
@@ -315,6 +322,55 @@ impl Store {
     ) -> impl Iterator<Item = (&'a Key, &'a Value)> {
         self.range(&def.storage.0, &def.storage.1)
             .filter(move |((_, _, kns, _), _)| namespace.is_none_or(|ns| kns == ns))
+    }
+
+    /// Stores an object without validation (for hostile-input tests). Replaces an existing object of the same name.
+    pub fn insert_raw(&mut self, mut obj: Value) -> Result<Value, String> {
+        let api_version = obj["apiVersion"].as_str().ok_or("apiVersion is required")?.to_string();
+        let kind = obj["kind"].as_str().ok_or("kind is required")?.to_string();
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version.as_str()));
+        let def = self
+            .defs
+            .iter()
+            .find(|d| d.group == group && d.version == version && d.kind == kind)
+            .cloned()
+            .ok_or_else(|| format!("no resource serves {api_version} {kind}"))?;
+        let name = meta_str(&obj, "name").to_string();
+        if name.is_empty() {
+            return Err("metadata.name is required".into());
+        }
+        let namespace = if def.namespaced {
+            let ns = meta_str(&obj, "namespace");
+            if ns.is_empty() { "default".to_string() } else { ns.to_string() }
+        } else {
+            String::new()
+        };
+        if def.namespaced {
+            obj["metadata"]["namespace"] = namespace.clone().into();
+        }
+        let key = Self::key(&def, &namespace, &name);
+        let old = self.objects.get(&key).cloned();
+        let meta = &mut obj["metadata"];
+        if meta["uid"].is_null() {
+            meta["uid"] = old
+                .as_ref()
+                .map(|o| o["metadata"]["uid"].clone())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string().into());
+        }
+        if meta["creationTimestamp"].is_null() {
+            meta["creationTimestamp"] = now_string().into();
+        }
+        if meta["generation"].is_null() && def.tracks_generation() {
+            meta["generation"] = 1.into();
+        }
+        let rv = self.next_rv();
+        obj["metadata"]["resourceVersion"] = rv.to_string().into();
+        let stored = to_stored(&def, obj);
+        self.save(key, stored.clone(), if old.is_some() { "MODIFIED" } else { "ADDED" });
+        if def.group == "apiextensions.k8s.io" {
+            self.rebuild_defs();
+        }
+        Ok(to_served(&def, stored))
     }
 }
 
