@@ -33,7 +33,7 @@ use lambda_deployer::crd::LambdaDeployment;
 use lambda_deployer::deployer::Deployer;
 use serde::Serialize;
 use serde_json::{Value, json};
-use support::{Children, World, commit, free_port, zip};
+use support::{Children, Updates, World, commit, free_port, zip};
 use testbed::aws::{Call, LayerConfig};
 use testbed::identity::{ARTIFACT_BUCKET, AwsIdentity, REGION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -63,7 +63,7 @@ async fn main() -> BenchResult<()> {
     if fleets.is_empty() || configs.is_empty() {
         return Err("BENCH_FLEETS and BENCH_CONFIGS need at least one entry".into());
     }
-    let in_progress = support::testbed().await.aws().config().update_in_progress_ms as f64 / 1000.0;
+    let in_progress = support::testbed(Updates::Realistic).await.aws().config().update_in_progress_ms as f64 / 1000.0;
     println!(
         "fleet benchmark: testbed quotas GetFunction {GET_FUNCTION_RPS}/s, other Lambda calls {CONTROL_PLANE_RPS}/s;"
     );
@@ -374,7 +374,7 @@ impl Fleet {
     /// tells users to), and one LD each naming it. Quotas are off during setup.
     async fn create(size: usize, in_account: usize) -> BenchResult<Fleet> {
         let started = Instant::now();
-        let world = World::new(&format!("fleet-{size}")).await;
+        let world = World::with_updates(&format!("fleet-{size}"), Updates::Realistic).await;
         set_quotas(&world, false);
         let members: Vec<Member> = (0..size)
             .map(|i| {
@@ -596,7 +596,7 @@ async fn naive_reconcile(world: &World) -> BenchResult<Value> {
     let (lambda, limiter) = (&lambda, &limiter);
     let results: Vec<bool> = futures::stream::iter(&items)
         .map(|ld| async move {
-            limiter.acquire().await;
+            limiter.acquire(None).await;
             let key = format!("{}/{}.zip", ld.spec.function_name, ld.spec.commit);
             let sent = lambda
                 .update_function_code()

@@ -1,8 +1,6 @@
-//! What every AWS call shares: client-side rate limits that match Lambda's quotas, one retry policy (throttling
-//! honours Retry-After, 5xx and connection failures back off with jitter), and one way to turn SDK errors into
-//! [`Error::Aws`] with AWS's error code.
+//! What every AWS call shares: client-side rate limits that match Lambda's quotas, and one way to turn SDK errors
+//! into [`Error::Aws`] with AWS's error code (retries and deadlines: [`crate::retry`]).
 
-use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
@@ -32,7 +30,8 @@ impl RateLimiter {
     }
 
     /// Waits for a slot (GCRA): one request per interval on average; up to `burst` may start at once after idling.
-    pub async fn acquire(&self) {
+    /// False, at once, when the slot would come after `deadline`.
+    pub async fn acquire(&self, deadline: Option<Instant>) -> bool {
         let start = {
             let mut theoretical_arrival = self.next.lock().await;
             let now = Instant::now();
@@ -41,7 +40,11 @@ impl RateLimiter {
             *theoretical_arrival = arrival + self.interval;
             arrival.checked_sub(tolerance).map_or(now, |earliest| earliest.max(now))
         };
+        if deadline.is_some_and(|deadline| start >= deadline) {
+            return false;
+        }
         tokio::time::sleep_until(start).await;
+        true
     }
 }
 
@@ -51,11 +54,16 @@ impl RateLimiter {
 pub struct LambdaLimits {
     pub get_function: RateLimiter,
     pub control_plane: RateLimiter,
+    /// Polls confirming started updates also pass this share of the GetFunction rate, so that however many updates
+    /// are in flight, observing the next functions to act on keeps the rest.
+    pub confirm: RateLimiter,
 }
 
 /// The rates the deployer allows itself, just under AWS's 100/s and 15/s.
 pub const GET_FUNCTION_RPS: u32 = 90;
 pub const CONTROL_PLANE_RPS: u32 = 14;
+/// Of the GetFunction rate, what polls confirming updates may use.
+pub const CONFIRM_RPS: u32 = 60;
 
 /// ListFunctions returns at most this many functions per page.
 pub const LIST_FUNCTIONS_PAGE: usize = 50;
@@ -73,53 +81,8 @@ impl Default for LambdaLimits {
         LambdaLimits {
             get_function: RateLimiter::per_second(GET_FUNCTION_RPS, 10),
             control_plane: RateLimiter::per_second(CONTROL_PLANE_RPS, 2),
+            confirm: RateLimiter::per_second(CONFIRM_RPS, 10),
         }
-    }
-}
-
-/// Counts retries so the invocation summary and benchmarks can report them.
-#[derive(Debug, Default)]
-pub struct RetryStats {
-    pub retries: std::sync::atomic::AtomicU64,
-}
-
-const MAX_ATTEMPTS: u32 = 8;
-
-/// Runs `call` until it succeeds, fails for good, or the next wait would pass `deadline`.
-pub async fn with_retry<T, F, Fut>(
-    limiter: Option<&RateLimiter>,
-    deadline: Option<Instant>,
-    stats: &RetryStats,
-    mut call: F,
-) -> Result<T, Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, Error>>,
-{
-    let mut attempt = 0;
-    loop {
-        if let Some(limiter) = limiter {
-            limiter.acquire().await;
-        }
-        let err = match call().await {
-            Ok(value) => return Ok(value),
-            Err(err) => err,
-        };
-        attempt += 1;
-        let Error::Aws { retryable: true, retry_after, .. } = &err else { return Err(err) };
-        if attempt >= MAX_ATTEMPTS {
-            return Err(err);
-        }
-        // Full jitter over an exponential ceiling, but never sooner than the server asked.
-        let ceiling = Duration::from_millis(100 * 2u64.pow(attempt.min(6)));
-        let jittered = ceiling.mul_f64(fastrand::f64());
-        let wait = retry_after.map_or(jittered, |after| after.max(jittered));
-        if deadline.is_some_and(|deadline| Instant::now() + wait >= deadline) {
-            return Err(err);
-        }
-        stats.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying AWS call");
-        tokio::time::sleep(wait).await;
     }
 }
 
@@ -147,6 +110,7 @@ where
                 service,
                 operation,
                 code: code.or_else(|| (status == 404).then(|| "NotFound".to_string())),
+                status: Some(status),
                 message,
                 retryable: throttled || status >= 500,
                 retry_after,
@@ -156,6 +120,7 @@ where
             service,
             operation,
             code: None,
+            status: None,
             message: aws_sdk_lambda::error::DisplayErrorContext(&err).to_string(),
             retryable: true,
             retry_after: None,
@@ -164,6 +129,7 @@ where
             service,
             operation,
             code: None,
+            status: None,
             message: aws_sdk_lambda::error::DisplayErrorContext(&err).to_string(),
             retryable: false,
             retry_after: None,
@@ -180,7 +146,7 @@ mod tests {
         let limiter = RateLimiter::per_second(10, 2);
         let start = Instant::now();
         for _ in 0..12 {
-            limiter.acquire().await;
+            assert!(limiter.acquire(None).await);
         }
         // 2 at once, then one every 100 ms.
         assert_eq!(start.elapsed(), Duration::from_millis(1000));
@@ -198,58 +164,5 @@ mod tests {
         // Break-even for 20 pages (1,000 functions) is 20 × 90 / 14 ≈ 128.6 targets.
         assert!(!listing_is_quicker(128, 1_000));
         assert!(listing_is_quicker(129, 1_000));
-    }
-
-    fn throttled() -> Error {
-        Error::Aws {
-            service: "lambda",
-            operation: "GetFunction",
-            code: Some("TooManyRequestsException".into()),
-            message: "Rate exceeded".into(),
-            retryable: true,
-            retry_after: Some(Duration::from_secs(1)),
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn throttled_calls_wait_at_least_retry_after_then_succeed() {
-        let stats = RetryStats::default();
-        let calls = std::sync::atomic::AtomicU32::new(0);
-        let start = Instant::now();
-        let result = with_retry(None, None, &stats, || async {
-            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 { Err(throttled()) } else { Ok(7) }
-        })
-        .await;
-        assert_eq!(result.unwrap(), 7);
-        assert!(start.elapsed() >= Duration::from_secs(2));
-        assert_eq!(stats.retries.load(std::sync::atomic::Ordering::Relaxed), 2);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_retry_that_would_pass_the_deadline_gives_up_with_the_error() {
-        let stats = RetryStats::default();
-        let deadline = Instant::now() + Duration::from_millis(500);
-        let result: Result<(), _> = with_retry(None, Some(deadline), &stats, || async { Err(throttled()) }).await;
-        assert_eq!(result.unwrap_err().aws_code(), Some("TooManyRequestsException"));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn non_retryable_errors_are_returned_at_once() {
-        let stats = RetryStats::default();
-        let calls = std::sync::atomic::AtomicU32::new(0);
-        let result: Result<(), _> = with_retry(None, None, &stats, || async {
-            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Err(Error::Aws {
-                service: "lambda",
-                operation: "UpdateFunctionCode",
-                code: Some("ResourceConflictException".into()),
-                message: "busy".into(),
-                retryable: false,
-                retry_after: None,
-            })
-        })
-        .await;
-        assert!(result.is_err());
-        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

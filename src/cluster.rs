@@ -12,7 +12,12 @@ use base64::Engine;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use kube::client::{ClientBuilder, DynBody};
+
 use crate::config::ClusterAccess;
+use crate::retry::{Budget, Call};
 use crate::{Error, Result};
 
 const TOKEN_PREFIX: &str = "k8s-aws-v1.";
@@ -31,8 +36,9 @@ impl Cluster {
         Cluster { access, sdk: sdk.clone(), eks: aws_sdk_eks::Client::new(sdk), cached: Mutex::new(None) }
     }
 
-    /// A client with a fresh-enough token, built once and reused across invocations.
-    pub async fn client(&self) -> Result<kube::Client> {
+    /// A client with a fresh-enough token, built once and reused across invocations. Its own retry layer is off:
+    /// every call goes through [`crate::retry`], which keeps the invocation's deadline.
+    pub async fn client(&self, budget: Budget<'_>) -> Result<kube::Client> {
         let mut cached = self.cached.lock().await;
         if let Some((client, made)) = cached.as_ref()
             && (made.elapsed() < TOKEN_REFRESH || matches!(self.access, ClusterAccess::Kubeconfig { .. }))
@@ -40,22 +46,30 @@ impl Cluster {
             return Ok(client.clone());
         }
         let client = match &self.access {
-            ClusterAccess::Eks { cluster_name } => self.eks_client(cluster_name).await?,
+            ClusterAccess::Eks { cluster_name } => self.eks_client(cluster_name, budget).await?,
             ClusterAccess::Kubeconfig { path } => kubeconfig_client(path).await?,
         };
         *cached = Some((client.clone(), Instant::now()));
         Ok(client)
     }
 
-    async fn eks_client(&self, cluster_name: &str) -> Result<kube::Client> {
-        let described = self.eks.describe_cluster().name(cluster_name).send().await.map_err(|e| {
-            let err = crate::aws::aws_error("eks", "DescribeCluster", e);
-            Error::Kube {
+    async fn eks_client(&self, cluster_name: &str, budget: Budget<'_>) -> Result<kube::Client> {
+        let described = budget
+            .run(Call::new("eks", "DescribeCluster"), None, || async {
+                self.eks
+                    .describe_cluster()
+                    .name(cluster_name)
+                    .send()
+                    .await
+                    .map_err(|e| crate::aws::aws_error("eks", "DescribeCluster", e))
+            })
+            .await
+            .map_err(|err| Error::Kube {
                 message: format!("cannot describe EKS cluster {cluster_name:?}: {err}"),
                 status: None,
                 retryable: err.is_retryable(),
-            }
-        })?;
+                retry_after: None,
+            })?;
         let cluster =
             described.cluster().ok_or_else(|| cluster_error(cluster_name, "DescribeCluster returned no cluster"))?;
         let endpoint =
@@ -73,6 +87,7 @@ impl Cluster {
         );
         config.root_cert = Some(pem_certificates(&ca_pem).map_err(|e| cluster_error(cluster_name, &e))?);
         config.auth_info.token = Some(token.into());
+        config.default_retry = false;
         kube::Client::try_from(config).map_err(|e| cluster_error(cluster_name, &format!("building the client: {e}")))
     }
 
@@ -86,6 +101,7 @@ impl Cluster {
             service: "sts",
             operation: "credentials",
             code: None,
+            status: None,
             message: format!("cannot load AWS credentials: {e}"),
             retryable: true,
             retry_after: None,
@@ -96,7 +112,12 @@ impl Cluster {
 }
 
 fn cluster_error(cluster_name: &str, reason: &str) -> Error {
-    Error::Kube { message: format!("EKS cluster {cluster_name:?}: {reason}"), status: None, retryable: false }
+    Error::Kube {
+        message: format!("EKS cluster {cluster_name:?}: {reason}"),
+        status: None,
+        retryable: false,
+        retry_after: None,
+    }
 }
 
 /// Builds the token exactly as aws-iam-authenticator expects it (query-parameter SigV4, 60 s expiry).
@@ -114,6 +135,7 @@ pub fn eks_token(
         message: format!("cannot sign the EKS token: {e}"),
         status: None,
         retryable: false,
+        retry_after: None,
     };
     let params = v4::SigningParams::builder()
         .identity(identity)
@@ -165,7 +187,53 @@ async fn kubeconfig_client(path: &str) -> Result<kube::Client> {
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
         .await
         .map_err(|e| Error::config("KUBECONFIG", format!("{path}: {e}")))?;
-    kube::Client::try_from(config).map_err(|e| Error::config("KUBECONFIG", format!("{path}: {e}")))
+    build_client(config).map_err(|e| Error::config("KUBECONFIG", format!("{path}: {e}")))
+}
+
+/// kube's client without its own retry layer (it knows nothing of the deadline; [`crate::retry`] retries), and with
+/// `Retry-After` kept: kube-apiserver's flow control answers an overload with a plain-text 429 and a `Retry-After`
+/// header, of which kube's error would keep no trace. Such an answer becomes the `Status` kube decodes, with the
+/// header's seconds in `details.retryAfterSeconds`.
+fn build_client(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
+    config.default_retry = false;
+    let keep_retry_after = tower::util::AndThenLayer::new(retry_after_as_status);
+    Ok(ClientBuilder::try_from(config)?.with_layer(&keep_retry_after).build())
+}
+
+async fn retry_after_as_status(
+    response: http::Response<Box<DynBody>>,
+) -> Result<http::Response<Box<DynBody>>, tower::BoxError> {
+    let code = response.status();
+    let is_json = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok());
+    let (Some(seconds), false) = (retry_after, is_json) else { return Ok(response) };
+    if !code.is_client_error() && !code.is_server_error() {
+        return Ok(response);
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = body.collect().await?.to_bytes();
+    let status = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "code": code.as_u16(),
+        "reason": if code.as_u16() == 429 { "TooManyRequests" } else { "ServiceUnavailable" },
+        "message": String::from_utf8_lossy(&text).trim(),
+        "details": { "retryAfterSeconds": seconds },
+    });
+    parts.headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let body = http_body_util::Full::new(Bytes::from(status.to_string()))
+        .map_err(|never| -> tower::BoxError { match never {} });
+    Ok(http::Response::from_parts(parts, Box::new(body) as Box<DynBody>))
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub struct Config {
     pub update_timeout: Duration,
     /// How sweeps read the functions' code.
     pub function_observation: FunctionObservation,
+    /// One attempt of any AWS or Kubernetes call that has not answered after this long is given up (and retried
+    /// while the deadline allows).
+    pub call_timeout: Duration,
 }
 
 /// How a sweep observes the functions it targets. Events always use GetFunction: they target one or two.
@@ -123,6 +126,8 @@ impl Config {
             60,
             1..=600,
         )?);
+        let call_timeout =
+            Duration::from_secs(parse_number(non_empty("CALL_TIMEOUT_SECONDS"), "CALL_TIMEOUT_SECONDS", 10, 1..=120)?);
         let function_observation = non_empty("FUNCTION_OBSERVATION")
             .map(|text| FunctionObservation::parse(&text))
             .transpose()
@@ -139,6 +144,7 @@ impl Config {
             watch_namespaces,
             deadline_margin,
             update_timeout,
+            call_timeout,
         })
     }
 

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "lambda-deployer.dev";
 /// Tag the deployer puts on every function it deploys, naming the owning LambdaDeployment (`namespace/name`).
 pub const OWNER_TAG: &str = "lambda-deployer.dev/owner";
+/// Annotation that asks the deployer to try again what it gave up on (an update Lambda failed): any new value.
+pub const RETRY_ANNOTATION: &str = "lambda-deployer.dev/retry";
 /// Pattern shared by the schema and the deployer's own re-validation (objects can reach us without schema checks).
 pub const FUNCTION_ARN_PATTERN: &str =
     r"^arn:aws[a-z-]*:lambda:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}$";
@@ -104,6 +106,14 @@ pub struct LambdaDeploymentStatus {
     /// Human-readable explanation of the phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// An update the deployer started (or may have started: the answer was lost) and has not yet seen finish.
+    /// The next invocation confirms it (`Deployed`) or finds it failed, instead of starting it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_update: Option<UpdateRecord>,
+    /// The last update Lambda accepted and then failed (the function kept its previous code). The deployer does not
+    /// try this artifact again until `spec.commit` changes or the `lambda-deployer.dev/retry` annotation does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_update: Option<FailedUpdate>,
     /// `Ready` (the function runs the desired commit) and `ArtifactAvailable` (the artifact exists in S3).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -137,6 +147,31 @@ pub struct ArtifactStatus {
     pub etag: Option<String>,
     /// Base64 SHA-256 of the zip, comparable with the function's CodeSha256.
     pub sha256: String,
+}
+
+/// An update of the function's code to one artifact.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateRecord {
+    pub commit: String,
+    /// The artifact's CodeSha256.
+    pub sha256: String,
+    /// When the deployer sent the update (RFC 3339).
+    pub started_at: String,
+}
+
+/// An update Lambda failed.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedUpdate {
+    pub commit: String,
+    /// The artifact's CodeSha256.
+    pub sha256: String,
+    /// Lambda's `LastUpdateStatusReasonCode` and `LastUpdateStatusReason`.
+    pub reason: String,
+    /// The `lambda-deployer.dev/retry` annotation's value when it failed; a different value retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<String>,
 }
 
 impl LambdaDeployment {

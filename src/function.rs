@@ -7,10 +7,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::aws::{LambdaLimits, RetryStats, aws_error, with_retry};
+use crate::aws::{LambdaLimits, aws_error};
 use crate::crd::{ArtifactStatus, OWNER_TAG};
 use crate::plan::{FunctionState, Observed};
+use crate::retry::{Attempted, Budget, Call};
 use crate::{Error, Result};
+
+const GET_FUNCTION: Call = Call::new("lambda", "GetFunction");
+/// Between two looks at a function whose update is in flight. The confirmation limiter spreads the polls of many
+/// updates; one update alone is confirmed within this much of finishing.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 pub struct Functions {
     lambda: aws_sdk_lambda::Client,
@@ -22,20 +28,21 @@ impl Functions {
         Functions { lambda, limits: LambdaLimits::default() }
     }
 
-    pub async fn observe(&self, arn: &str, deadline: Option<Instant>, stats: &RetryStats) -> Observed<FunctionState> {
-        let output = with_retry(Some(&self.limits.get_function), deadline, stats, || async {
-            self.lambda
-                .get_function()
-                .function_name(arn)
-                .send()
-                .await
-                .map_err(|e| aws_error("lambda", "GetFunction", e))
-        })
-        .await;
+    pub async fn observe(&self, arn: &str, budget: Budget<'_>) -> Observed<FunctionState> {
+        let output = budget
+            .run(GET_FUNCTION, Some(&self.limits.get_function), || async {
+                self.lambda
+                    .get_function()
+                    .function_name(arn)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("lambda", "GetFunction", e))
+            })
+            .await;
         let output = match output {
             Ok(output) => output,
             Err(err) if err.aws_code() == Some("ResourceNotFoundException") => return Observed::Missing,
-            Err(err) => return Observed::Failed(err.to_string()),
+            Err(err) => return Observed::failed(&err),
         };
         let Some(config) = output.configuration() else {
             return Observed::Failed("GetFunction returned no configuration".into());
@@ -46,6 +53,7 @@ impl Functions {
             state: config.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
             last_update_status: config.last_update_status().map(|s| s.as_str().to_string()).unwrap_or_default(),
             last_update_reason: config.last_update_status_reason().map(String::from),
+            last_update_reason_code: config.last_update_status_reason_code().map(|c| c.as_str().to_string()),
             owner: output.tags().and_then(|tags| tags.get(OWNER_TAG)).cloned(),
             detailed: true,
         })
@@ -53,33 +61,40 @@ impl Functions {
 
     /// How many functions the account has in this region (GetAccountSettings: one control-plane request): what
     /// a ListFunctions listing would page through.
-    pub async fn count_in_account(&self, deadline: Option<Instant>, stats: &RetryStats) -> Result<usize> {
-        let settings = with_retry(Some(&self.limits.control_plane), deadline, stats, || async {
-            self.lambda.get_account_settings().send().await.map_err(|e| aws_error("lambda", "GetAccountSettings", e))
-        })
-        .await?;
+    pub async fn count_in_account(&self, budget: Budget<'_>) -> Result<usize> {
+        let call = Call::new("lambda", "GetAccountSettings");
+        let settings = budget
+            .run(call, Some(&self.limits.control_plane), || async {
+                self.lambda
+                    .get_account_settings()
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("lambda", "GetAccountSettings", e))
+            })
+            .await?;
         Ok(settings.account_usage().map_or(0, |usage| usage.function_count().max(0) as usize))
     }
 
     /// Lists the account's functions, 50 per page (one control-plane request each), by unqualified ARN.
-    pub async fn list(&self, deadline: Option<Instant>, stats: &RetryStats) -> Result<HashMap<String, FunctionState>> {
+    pub async fn list(&self, budget: Budget<'_>) -> Result<HashMap<String, FunctionState>> {
         let mut functions = HashMap::new();
         let mut marker: Option<String> = None;
         loop {
             // Out of time: what was listed is used, the rest is observed one by one (or by the next sweep).
-            if marker.is_some() && deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            if marker.is_some() && budget.expired() {
                 return Ok(functions);
             }
-            let page = with_retry(Some(&self.limits.control_plane), deadline, stats, || async {
-                self.lambda
-                    .list_functions()
-                    .set_marker(marker.clone())
-                    .max_items(50)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("lambda", "ListFunctions", e))
-            })
-            .await?;
+            let page = budget
+                .run(Call::new("lambda", "ListFunctions"), Some(&self.limits.control_plane), || async {
+                    self.lambda
+                        .list_functions()
+                        .set_marker(marker.clone())
+                        .max_items(50)
+                        .send()
+                        .await
+                        .map_err(|e| aws_error("lambda", "ListFunctions", e))
+                })
+                .await?;
             for config in page.functions() {
                 let Some(arn) = config.function_arn() else { continue };
                 functions.insert(
@@ -90,6 +105,7 @@ impl Functions {
                         state: String::new(),
                         last_update_status: String::new(),
                         last_update_reason: None,
+                        last_update_reason_code: None,
                         owner: None,
                         detailed: false,
                     },
@@ -102,45 +118,49 @@ impl Functions {
         }
     }
 
-    /// Tags the function with its owning LambdaDeployment (`namespace/name`).
-    pub async fn claim(&self, arn: &str, owner: &str, deadline: Option<Instant>, stats: &RetryStats) -> Result<()> {
-        with_retry(Some(&self.limits.control_plane), deadline, stats, || async {
-            self.lambda
-                .tag_resource()
-                .resource(arn)
-                .tags(OWNER_TAG, owner)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| aws_error("lambda", "TagResource", e))
-        })
-        .await
+    /// Tags the function with its owning LambdaDeployment (`namespace/name`). Tagging twice is harmless, so a
+    /// retry after a lost answer needs no care.
+    pub async fn claim(&self, arn: &str, owner: &str, budget: Budget<'_>) -> Result<()> {
+        budget
+            .run(Call::new("lambda", "TagResource"), Some(&self.limits.control_plane), || async {
+                self.lambda
+                    .tag_resource()
+                    .resource(arn)
+                    .tags(OWNER_TAG, owner)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| aws_error("lambda", "TagResource", e))
+            })
+            .await
     }
 
     /// Starts the update. Fails with ResourceConflictException while another update runs and with
-    /// PreconditionFailedException if the function changed since `revision_id` was observed.
+    /// PreconditionFailedException if the function changed since `revision_id` was observed — which is also what a
+    /// retry meets when an earlier attempt was applied and only its answer was lost (`maybe_applied`).
     pub async fn update_code(
         &self,
         arn: &str,
         artifact: &ArtifactStatus,
         revision_id: &str,
-        deadline: Option<Instant>,
-        stats: &RetryStats,
-    ) -> Result<()> {
-        with_retry(Some(&self.limits.control_plane), deadline, stats, || async {
-            self.lambda
-                .update_function_code()
-                .function_name(arn)
-                .s3_bucket(&artifact.bucket)
-                .s3_key(&artifact.key)
-                .set_s3_object_version(artifact.version_id.clone())
-                .revision_id(revision_id)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| aws_error("lambda", "UpdateFunctionCode", e))
-        })
-        .await
+        budget: Budget<'_>,
+    ) -> Attempted<()> {
+        let call = Call::new("lambda", "UpdateFunctionCode");
+        budget
+            .run_write(call, Some(&self.limits.control_plane), || async {
+                self.lambda
+                    .update_function_code()
+                    .function_name(arn)
+                    .s3_bucket(&artifact.bucket)
+                    .s3_key(&artifact.key)
+                    .set_s3_object_version(artifact.version_id.clone())
+                    .revision_id(revision_id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| aws_error("lambda", "UpdateFunctionCode", e))
+            })
+            .await
     }
 
     /// Polls until no update or creation is in progress, or `timeout` passes (then the last observation is
@@ -150,22 +170,22 @@ impl Functions {
         &self,
         arn: &str,
         timeout: Duration,
-        deadline: Option<Instant>,
-        stats: &RetryStats,
+        budget: Budget<'_>,
     ) -> Observed<FunctionState> {
-        let give_up = deadline.map_or(Instant::now() + timeout, |d| d.min(Instant::now() + timeout));
-        let mut pause = Duration::from_millis(500);
+        let give_up = Instant::now() + timeout;
+        let budget = budget.until(Some(give_up));
+        let mut last = Observed::NotObserved;
         loop {
-            if Instant::now() + pause < give_up {
-                tokio::time::sleep(pause).await;
+            tokio::time::sleep(POLL_INTERVAL.min(budget.time_left().unwrap_or(POLL_INTERVAL))).await;
+            if !self.limits.confirm.acquire(budget.deadline).await {
+                return last;
             }
-            let observed = self.observe(arn, deadline, stats).await;
+            last = self.observe(arn, budget).await;
             let busy =
-                matches!(&observed, Observed::Found(f) if f.last_update_status == "InProgress" || f.state == "Pending");
-            if !busy || Instant::now() + pause >= give_up {
-                return observed;
+                matches!(&last, Observed::Found(f) if f.last_update_status == "InProgress" || f.state == "Pending");
+            if !busy || budget.expired() {
+                return last;
             }
-            pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
 }

@@ -1,8 +1,10 @@
 //! lambda-deployer: deploys Lambda functions declared as `LambdaDeployment` resources in a Kubernetes cluster.
 //!
-//! Decide / act / observe: [`trigger`] decodes what woke us; adapters observe and act on S3 ([`artifact`]),
-//! Lambda ([`function`]) and the cluster ([`cluster`], [`resources`]); [`plan`] decides, purely; [`report`] turns
-//! outcomes into status and Events; [`deployer`] runs the loop.
+//! Decide / act / observe: [`trigger`] decodes what woke us; [`fleet`] finds the LambdaDeployments it concerns and
+//! reads in bulk what it can; adapters observe and act on S3 ([`artifact`]), Lambda ([`function`]) and the cluster
+//! ([`cluster`], [`resources`]), every call under one retry and deadline policy ([`retry`]); [`plan`] decides,
+//! purely; [`reconcile`] runs observe → plan → act for one resource and writes what happened; [`report`] turns
+//! outcomes into status and Events, purely; [`deployer`] runs an invocation.
 
 pub mod arn;
 pub mod artifact;
@@ -12,11 +14,14 @@ pub mod config;
 pub mod crd;
 pub mod deployer;
 pub mod error;
+pub mod fleet;
 pub mod function;
 pub mod key;
 pub mod plan;
+pub mod reconcile;
 pub mod report;
 pub mod resources;
+pub mod retry;
 pub mod trigger;
 
 pub use error::{Error, Result};

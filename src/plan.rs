@@ -4,7 +4,7 @@
 
 use crate::arn::{ArnGlob, FunctionArn};
 use crate::config::NamespacePolicy;
-use crate::crd::{ArtifactStatus, LambdaDeployment};
+use crate::crd::{ArtifactStatus, LambdaDeployment, RETRY_ANNOTATION};
 use crate::key::{self, KeyTemplate};
 
 /// The function as GetFunction (or ListFunctions) reported it.
@@ -17,6 +17,8 @@ pub struct FunctionState {
     /// `InProgress`, `Successful`, `Failed`.
     pub last_update_status: String,
     pub last_update_reason: Option<String>,
+    /// Lambda's `LastUpdateStatusReasonCode`, e.g. `InvalidZipFileException`.
+    pub last_update_reason_code: Option<String>,
     /// The owner tag's value (`namespace/name`), if the function has one.
     pub owner: Option<String>,
     /// From GetFunction (state, tags and a fresh RevisionId). ListFunctions pages carry only code and revision, so
@@ -32,6 +34,17 @@ pub enum Observed<T> {
     Found(T),
     /// Observing failed; the message says why (for the status).
     Failed(String),
+}
+
+impl<T> Observed<T> {
+    /// What a failed attempt to observe found: nothing, when the deadline stopped it before it was made (the
+    /// executor then stops too); a failure to report otherwise.
+    pub fn failed(err: &crate::Error) -> Observed<T> {
+        match err {
+            crate::Error::Deadline { .. } => Observed::NotObserved,
+            other => Observed::Failed(other.to_string()),
+        }
+    }
 }
 
 /// What the deployer may do, beyond the resource itself.
@@ -56,6 +69,9 @@ pub struct Input<'a> {
     /// Another LambdaDeployment in this invocation targeting the same function, preferred to this one (created
     /// earlier). Decides ownership only while the function carries no owner tag.
     pub preferred_rival: Option<&'a str>,
+    /// CodeSha256 of an update this invocation sent that may have been applied (accepted, or its answer was lost).
+    /// An update an earlier invocation left unconfirmed is in the status (`pendingUpdate`).
+    pub sent: Option<&'a str>,
     pub policy: &'a Policy<'a>,
 }
 
@@ -74,18 +90,28 @@ pub enum Decision {
         claim: bool,
         drift: bool,
     },
-    /// Nothing to deploy; `claim` = tag the function as ours (it has no owner tag yet).
+    /// Nothing to deploy; `claim` = tag the function as ours (it has no owner tag yet); `deployed` = it runs the
+    /// artifact because of an update the deployer sent (now confirmed), not because it already did.
     UpToDate {
         artifact: ArtifactStatus,
         claim: bool,
+        deployed: bool,
+    },
+    /// Lambda accepted an update to this artifact and then failed it (the function runs its previous code), now or
+    /// before: not retried until the commit changes or the user asks for a retry.
+    UpdateFailed {
+        artifact: ArtifactStatus,
+        reason: String,
     },
     WaitForArtifact {
         bucket: String,
         key: String,
     },
-    /// The function is busy (an update or creation in progress): look again on the next sweep.
+    /// The function is busy (an update or creation in progress): wait, or look again on the next sweep. `ours`:
+    /// the update is the one the deployer sent.
     WaitForFunction {
         reason: String,
+        ours: bool,
     },
     Blocked(String),
     Invalid(String),
@@ -170,7 +196,11 @@ pub fn plan(input: &Input) -> Decision {
         Observed::Failed(reason) => return Decision::Failed(format!("cannot read function {arn}: {reason}")),
         Observed::Found(function) => function,
     };
-    if !function.detailed && (function.code_sha256 != artifact.sha256 || input.preferred_rival.is_some()) {
+    let status = ld.status.as_ref();
+    let sent = input.sent.or_else(|| status.and_then(|s| s.pending_update.as_ref()).map(|p| p.sha256.as_str()));
+    let ours = sent == Some(artifact.sha256.as_str());
+    // A listing shows neither tags nor whether an update is still running (or failed).
+    if !function.detailed && (function.code_sha256 != artifact.sha256 || input.preferred_rival.is_some() || ours) {
         return Decision::ObserveFunction;
     }
     let me = ld.key();
@@ -186,16 +216,42 @@ pub fn plan(input: &Input) -> Decision {
     };
     // Settle first: during an update CodeSha256 already names the new code, which may yet fail.
     if function.last_update_status == "InProgress" || function.state == "Pending" {
-        return Decision::WaitForFunction { reason: format!("function {arn} is being updated by someone else") };
+        let reason = if ours {
+            format!("update of {arn} to CodeSha256 {} in progress", artifact.sha256)
+        } else {
+            format!("function {arn} is being updated by someone else")
+        };
+        return Decision::WaitForFunction { reason, ours };
     }
     if function.code_sha256 == artifact.sha256 {
-        return Decision::UpToDate { artifact: artifact.clone(), claim };
+        return Decision::UpToDate { artifact: artifact.clone(), claim, deployed: ours };
+    }
+    // Lambda keeps the previous code when an update fails: our update did not take.
+    if ours && function.last_update_status == "Failed" {
+        let reason = match (&function.last_update_reason_code, &function.last_update_reason) {
+            (Some(code), Some(reason)) => format!("{code}: {reason}"),
+            (code, reason) => code.clone().or_else(|| reason.clone()).unwrap_or_else(|| "no reason given".into()),
+        };
+        return Decision::UpdateFailed { artifact: artifact.clone(), reason };
+    }
+    let retry = ld.metadata.annotations.as_ref().and_then(|a| a.get(RETRY_ANNOTATION));
+    if let Some(failed) = status.and_then(|s| s.failed_update.as_ref())
+        && failed.sha256 == artifact.sha256
+        && failed.retry.as_ref() == retry
+    {
+        return Decision::UpdateFailed { artifact: artifact.clone(), reason: failed.reason.clone() };
     }
     if input.artifact_from_listing {
         return Decision::ObserveArtifact { bucket, key };
     }
-    let drift = ld.status.as_ref().and_then(|s| s.deployed_commit.as_deref()) == Some(ld.spec.commit.as_str());
+    let drift = restores_drift(ld);
     Decision::Deploy { artifact: artifact.clone(), revision_id: function.revision_id.clone(), claim, drift }
+}
+
+/// Whether deploying this resource's artifact puts back code changed out of band: the function ran this commit
+/// before (as verified then).
+pub fn restores_drift(ld: &LambdaDeployment) -> bool {
+    ld.status.as_ref().and_then(|s| s.deployed_commit.as_deref()) == Some(ld.spec.commit.as_str())
 }
 
 /// Whether the function runs other code than this resource's status last recorded: someone changed it since (out
@@ -207,7 +263,7 @@ pub fn changed_since_recorded(ld: &LambdaDeployment, function: &FunctionState) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{ArtifactLocation, LambdaDeploymentSpec, LambdaDeploymentStatus};
+    use crate::crd::{ArtifactLocation, FailedUpdate, LambdaDeploymentSpec, LambdaDeploymentStatus, UpdateRecord};
 
     const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:orders-prod";
     const COMMIT: &str = "8cc06dbec558fd94d9b40da92e347a34f454df61";
@@ -244,6 +300,7 @@ mod tests {
             state: "Active".into(),
             last_update_status: "Successful".into(),
             last_update_reason: None,
+            last_update_reason_code: None,
             owner: owner.map(String::from),
             detailed: true,
         }
@@ -266,6 +323,7 @@ mod tests {
         artifact_from_listing: bool,
         function: Observed<FunctionState>,
         rival: Option<&'static str>,
+        sent: Option<&'static str>,
         allowed: &'static str,
         namespace_policy: Option<&'static str>,
         expect: Decision,
@@ -279,6 +337,7 @@ mod tests {
             artifact_from_listing: false,
             function: Observed::Found(function("OLD", Some("team-a/orders"))),
             rival: None,
+            sent: None,
             allowed: "arn:aws:lambda:us-east-1:123456789012:function:*",
             namespace_policy: None,
             expect,
@@ -287,6 +346,41 @@ mod tests {
 
     fn deploy(claim: bool, drift: bool) -> Decision {
         Decision::Deploy { artifact: artifact("NEW"), revision_id: "rev-1".into(), claim, drift }
+    }
+
+    fn up_to_date(claim: bool, deployed: bool) -> Decision {
+        Decision::UpToDate { artifact: artifact("NEW"), claim, deployed }
+    }
+
+    /// A function whose last update failed: Lambda put its previous code back.
+    fn failed_update(sha: &str) -> FunctionState {
+        FunctionState {
+            last_update_status: "Failed".into(),
+            last_update_reason: Some("Could not unpack the zip".into()),
+            last_update_reason_code: Some("InvalidZipFileException".into()),
+            ..function(sha, Some("team-a/orders"))
+        }
+    }
+
+    fn with_status(status: LambdaDeploymentStatus) -> LambdaDeployment {
+        let mut ld = ld();
+        ld.status = Some(status);
+        ld
+    }
+
+    fn pending(sha: &str) -> LambdaDeploymentStatus {
+        let pending_update = UpdateRecord { commit: COMMIT.into(), sha256: sha.into(), started_at: "t".into() };
+        LambdaDeploymentStatus { pending_update: Some(pending_update), ..Default::default() }
+    }
+
+    fn failed_before(sha: &str, retry: Option<&str>) -> LambdaDeploymentStatus {
+        let failed = FailedUpdate {
+            commit: COMMIT.into(),
+            sha256: sha.into(),
+            reason: "InvalidZipFileException: Could not unpack the zip".into(),
+            retry: retry.map(String::from),
+        };
+        LambdaDeploymentStatus { failed_update: Some(failed), ..Default::default() }
     }
 
     #[test]
@@ -299,8 +393,8 @@ mod tests {
             Case { function: Observed::NotObserved, ..case("function is observed once the artifact exists", Decision::ObserveFunction) },
             Case { artifact: Observed::Missing, function: Observed::NotObserved, ..case("missing artifact waits without looking at the function", Decision::WaitForArtifact { bucket: "artifacts".into(), key: key.clone() }) },
             case("different code is deployed", deploy(false, false)),
-            Case { function: Observed::Found(function("NEW", Some("team-a/orders"))), ..case("same code is up to date", Decision::UpToDate { artifact: artifact("NEW"), claim: false }) },
-            Case { function: Observed::Found(function("NEW", None)), ..case("same code on an unowned function is claimed", Decision::UpToDate { artifact: artifact("NEW"), claim: true }) },
+            Case { function: Observed::Found(function("NEW", Some("team-a/orders"))), ..case("same code is up to date", up_to_date(false, false)) },
+            Case { function: Observed::Found(function("NEW", None)), ..case("same code on an unowned function is claimed", up_to_date(true, false)) },
             Case { function: Observed::Found(function("OLD", None)), ..case("an unowned function is claimed while deploying", deploy(true, false)) },
             Case {
                 ld: { let mut ld = ld(); ld.status = Some(LambdaDeploymentStatus { deployed_commit: Some(COMMIT.into()), ..Default::default() }); ld },
@@ -310,17 +404,29 @@ mod tests {
             Case { function: Observed::Found(function("OLD", None)), rival: Some("team-b/first"), ..case("an unowned function targeted by an older LD is blocked", Decision::Blocked(format!("function {ARN} is owned by LambdaDeployment team-b/first"))) },
             Case { function: Observed::Found(function("OLD", Some("team-a/orders"))), rival: Some("team-b/first"), ..case("the owner tag beats creation order", deploy(false, false)) },
             Case { function: Observed::Missing, ..case("a missing function fails", Decision::Failed(format!("function {ARN} does not exist"))) },
-            Case { function: Observed::Found(FunctionState { last_update_status: "InProgress".into(), ..function("OLD", Some("team-a/orders")) }), ..case("a busy function is left for the next sweep", Decision::WaitForFunction { reason: format!("function {ARN} is being updated by someone else") }) },
+            Case { function: Observed::Found(FunctionState { last_update_status: "InProgress".into(), ..function("OLD", Some("team-a/orders")) }), ..case("a busy function is left for the next sweep", Decision::WaitForFunction { reason: format!("function {ARN} is being updated by someone else"), ours: false }) },
+            Case { sent: Some("NEW"), function: Observed::Found(FunctionState { last_update_status: "InProgress".into(), ..function("NEW", Some("team-a/orders")) }), ..case("our own update in progress is waited for as ours", Decision::WaitForFunction { reason: format!("update of {ARN} to CodeSha256 NEW in progress"), ours: true }) },
+            Case { sent: Some("NEW"), function: Observed::Found(function("NEW", Some("team-a/orders"))), ..case("our update confirmed is a deploy", up_to_date(false, true)) },
+            Case { ld: with_status(pending("NEW")), function: Observed::Found(function("NEW", Some("team-a/orders"))), ..case("an update an earlier invocation left unconfirmed is confirmed as a deploy", up_to_date(false, true)) },
+            Case { ld: with_status(pending("OTHER")), function: Observed::Found(function("NEW", Some("team-a/orders"))), ..case("an unconfirmed update of another artifact does not make this one ours", up_to_date(false, false)) },
+            Case { sent: Some("NEW"), function: Observed::Found(failed_update("OLD")), ..case("our update that Lambda failed is reported, not retried", Decision::UpdateFailed { artifact: artifact("NEW"), reason: "InvalidZipFileException: Could not unpack the zip".into() }) },
+            Case { ld: with_status(pending("NEW")), function: Observed::Found(failed_update("OLD")), ..case("an update an earlier invocation left unconfirmed and Lambda failed is reported", Decision::UpdateFailed { artifact: artifact("NEW"), reason: "InvalidZipFileException: Could not unpack the zip".into() }) },
+            Case { sent: Some("NEW"), function: Observed::Found(failed_update("NEW")), ..case("a later failed update by someone else does not undo our confirmed deploy", up_to_date(false, true)) },
+            Case { function: Observed::Found(failed_update("OLD")), ..case("someone else's failed update does not stop a deploy", deploy(false, false)) },
+            Case { ld: with_status(failed_before("NEW", None)), function: Observed::Found(function("OLD", Some("team-a/orders"))), ..case("an artifact Lambda failed before is not deployed again", Decision::UpdateFailed { artifact: artifact("NEW"), reason: "InvalidZipFileException: Could not unpack the zip".into() }) },
+            Case { ld: { let mut ld = with_status(failed_before("NEW", Some("1"))); ld.metadata.annotations = Some([(RETRY_ANNOTATION.to_string(), "2".to_string())].into()); ld }, ..case("a new retry annotation deploys the failed artifact again", deploy(false, false)) },
+            Case { ld: with_status(failed_before("EARLIER", None)), ..case("a new artifact deploys although an earlier one failed", deploy(false, false)) },
+            Case { sent: Some("NEW"), function: Observed::Found(listed("NEW")), ..case("a listed function running our unconfirmed update is looked at in detail", Decision::ObserveFunction) },
             Case { artifact: Observed::Failed("AccessDenied".into()), ..case("an unreadable artifact fails", Decision::Failed(format!("cannot read artifact s3://artifacts/{key}: AccessDenied"))) },
             Case { ld: { let mut ld = ld(); ld.spec.suspend = Some(true); ld }, artifact: Observed::NotObserved, function: Observed::NotObserved, ..case("suspended does nothing", Decision::Suspended) },
             Case { allowed: "arn:aws:lambda:us-east-1:123456789012:function:payments-*", artifact: Observed::NotObserved, ..case("a function outside ALLOWED_FUNCTION_ARNS is blocked before any observation", Decision::Blocked(format!("{ARN} is not in ALLOWED_FUNCTION_ARNS (arn:aws:lambda:us-east-1:123456789012:function:payments-*)"))) },
             Case { namespace_policy: Some("team-b=arn:aws:lambda:*:*:function:*"), artifact: Observed::NotObserved, ..case("a namespace without a policy entry is blocked", Decision::Blocked("namespace \"team-a\" has no entry in NAMESPACE_POLICY".into())) },
             Case { namespace_policy: Some("team-a=arn:aws:lambda:*:*:function:payments-*"), artifact: Observed::NotObserved, ..case("a namespace may only target its patterns", Decision::Blocked(format!("namespace \"team-a\" may not target {ARN} (NAMESPACE_POLICY)"))) },
             Case { namespace_policy: Some("team-a=arn:aws:lambda:*:*:function:orders-*"), ..case("a namespace within its patterns deploys", deploy(false, false)) },
-            Case { function: Observed::Found(listed("NEW")), ..case("a listed function with the same code is up to date without a tag lookup", Decision::UpToDate { artifact: artifact("NEW"), claim: false }) },
+            Case { function: Observed::Found(listed("NEW")), ..case("a listed function with the same code is up to date without a tag lookup", up_to_date(false, false)) },
             Case { function: Observed::Found(listed("OLD")), ..case("a listed function with other code is looked at in detail before deploying", Decision::ObserveFunction) },
             Case { function: Observed::Found(listed("NEW")), rival: Some("team-b/first"), ..case("a listed function with a rival is looked at in detail for its owner", Decision::ObserveFunction) },
-            Case { artifact_from_listing: true, function: Observed::Found(function("NEW", Some("team-a/orders"))), ..case("an artifact confirmed by a bucket listing is enough for up to date", Decision::UpToDate { artifact: artifact("NEW"), claim: false }) },
+            Case { artifact_from_listing: true, function: Observed::Found(function("NEW", Some("team-a/orders"))), ..case("an artifact confirmed by a bucket listing is enough for up to date", up_to_date(false, false)) },
             Case { artifact_from_listing: true, ..case("an artifact confirmed by a bucket listing is read itself before deploying", Decision::ObserveArtifact { bucket: "artifacts".into(), key: key.clone() }) },
             Case { ld: { let mut ld = ld(); ld.spec.commit = "HEAD".into(); ld }, ..case("a non-hex commit is invalid", Decision::Invalid("spec.commit: commit \"HEAD\" contains 'H': only lowercase hex digits (0-9a-f) are allowed".into())) },
             Case { ld: { let mut ld = ld(); ld.spec.function_arn = "arn:aws:lambda:us-east-1:123456789012:function:orders:live".into(); ld }, ..case("a qualified ARN is invalid", Decision::Invalid("spec.functionARN: \"arn:aws:lambda:us-east-1:123456789012:function:orders:live\" has a qualifier (\"live\"); deploy to the unqualified function ARN".into())) },
@@ -340,6 +446,7 @@ mod tests {
                 artifact_from_listing: c.artifact_from_listing,
                 function: &c.function,
                 preferred_rival: c.rival,
+                sent: c.sent,
                 policy: &policy,
             };
             assert_eq!(plan(&input), c.expect, "case: {}", c.name);

@@ -4,7 +4,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde::Serialize;
 
-use crate::crd::{ArtifactStatus, LambdaDeploymentStatus, Phase};
+use crate::crd::{ArtifactStatus, FailedUpdate, LambdaDeploymentStatus, Phase, RETRY_ANNOTATION, UpdateRecord};
 
 /// What happened to one LambdaDeployment in this invocation.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -18,9 +18,16 @@ pub enum Outcome {
     UpToDate {
         artifact: ArtifactStatus,
     },
-    /// An update is running (ours, past the wait, or someone else's).
+    /// An update is running (ours, past the wait, or someone else's). `started`: the artifact of the update this
+    /// invocation sent (or may have sent: its answer was lost) and could not confirm.
     Deploying {
         message: String,
+        started: Option<ArtifactStatus>,
+    },
+    /// Lambda failed the update to `artifact`; the function runs its previous code.
+    UpdateFailed {
+        artifact: ArtifactStatus,
+        reason: String,
     },
     WaitingForArtifact {
         bucket: String,
@@ -49,7 +56,8 @@ pub fn describe(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Planned { decision } => decision.clone(),
         Outcome::Deployed { .. } | Outcome::UpToDate { .. } => "up to date".into(),
-        Outcome::Deploying { message } => format!("would wait: {message}"),
+        Outcome::Deploying { message, .. } => format!("would wait: {message}"),
+        Outcome::UpdateFailed { reason, .. } => format!("failed: Lambda failed the last update: {reason}"),
         Outcome::WaitingForArtifact { bucket, key } => format!("waiting for s3://{bucket}/{key}"),
         Outcome::Failed { message } => format!("failed: {message}"),
         Outcome::Invalid { message } => format!("invalid: {message}"),
@@ -71,16 +79,26 @@ pub fn would_deploy(artifact: &ArtifactStatus, drift: bool) -> String {
     )
 }
 
+/// What a status describes: the resource's generation, its commit, and its retry annotation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Subject<'a> {
+    pub generation: Option<i64>,
+    pub commit: Option<&'a str>,
+    /// The `lambda-deployer.dev/retry` annotation.
+    pub retry: Option<&'a str>,
+}
+
 /// The status the resource should have after `outcome`. Messages are stable (no timestamps or counters), so the
 /// same situation always yields the same status and costs no write.
 pub fn desired_status(
     old: Option<&LambdaDeploymentStatus>,
-    generation: Option<i64>,
-    commit: Option<&str>,
+    subject: Subject,
     outcome: &Outcome,
     now: jiff::Timestamp,
 ) -> Option<LambdaDeploymentStatus> {
+    let Subject { generation, commit, retry } = subject;
     let old_or_default = old.cloned().unwrap_or_default();
+    let same_commit = |recorded: &str| commit == Some(recorded);
     let mut status = LambdaDeploymentStatus {
         observed_generation: generation,
         // Kept unless this outcome verified new facts: they describe what the function runs.
@@ -88,6 +106,9 @@ pub fn desired_status(
         code_sha256: old_or_default.code_sha256.clone(),
         last_deployed_at: old_or_default.last_deployed_at.clone(),
         artifact: None,
+        // An unconfirmed update and a failed one stay known while the commit is the same.
+        pending_update: old_or_default.pending_update.clone().filter(|p| same_commit(&p.commit)),
+        failed_update: old_or_default.failed_update.clone().filter(|f| same_commit(&f.commit)),
         ..Default::default()
     };
     let (phase, message, ready, artifact_available) = match outcome {
@@ -95,14 +116,42 @@ pub fn desired_status(
             status.deployed_commit = commit.map(String::from);
             status.code_sha256 = Some(artifact.sha256.clone());
             status.artifact = Some(artifact.clone());
+            status.pending_update = None;
+            status.failed_update = None;
             if matches!(outcome, Outcome::Deployed { .. }) {
                 status.last_deployed_at = Some(now.to_string());
             }
             let message = format!("function runs commit {}", commit.unwrap_or_default());
             (Phase::Deployed, message, ("True", "Deployed"), ("True", "Found"))
         }
-        Outcome::Deploying { message } => {
+        Outcome::Deploying { message, started } => {
+            if let Some(artifact) = started {
+                status.artifact = Some(artifact.clone());
+                if status.pending_update.as_ref().is_none_or(|p| p.sha256 != artifact.sha256) {
+                    status.pending_update = Some(UpdateRecord {
+                        commit: commit.unwrap_or_default().to_string(),
+                        sha256: artifact.sha256.clone(),
+                        started_at: now.to_string(),
+                    });
+                }
+            }
             (Phase::Deploying, message.clone(), ("False", "Deploying"), ("True", "Found"))
+        }
+        Outcome::UpdateFailed { artifact, reason } => {
+            status.artifact = Some(artifact.clone());
+            status.pending_update = None;
+            status.failed_update = Some(FailedUpdate {
+                commit: commit.unwrap_or_default().to_string(),
+                sha256: artifact.sha256.clone(),
+                reason: reason.clone(),
+                retry: retry.map(String::from),
+            });
+            let message = format!(
+                "Lambda failed the update to CodeSha256 {} and kept the function's previous code: {reason}. Not \
+                 retried: change spec.commit, or set annotation {RETRY_ANNOTATION} to a new value to try again",
+                artifact.sha256
+            );
+            (Phase::Failed, message, ("False", "UpdateFailed"), ("True", "Found"))
         }
         Outcome::WaitingForArtifact { bucket, key } => (
             Phase::WaitingForArtifact,
@@ -140,7 +189,9 @@ pub fn desired_status(
 
 fn artifact_message(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Deployed { artifact, .. } | Outcome::UpToDate { artifact } => {
+        Outcome::Deployed { artifact, .. }
+        | Outcome::UpToDate { artifact }
+        | Outcome::UpdateFailed { artifact, .. } => {
             format!(
                 "s3://{}/{} version {}",
                 artifact.bucket,
@@ -205,6 +256,7 @@ pub fn event_for(
         }
         Outcome::WaitingForArtifact { .. } if changed => Some(("WaitingForArtifact", message, false)),
         Outcome::Failed { .. } | Outcome::Invalid { .. } if changed => Some(("Failed", message, true)),
+        Outcome::UpdateFailed { .. } if changed => Some(("UpdateFailed", message, true)),
         Outcome::Blocked { .. } if changed => Some(("Blocked", message, true)),
         _ => None,
     }
@@ -224,6 +276,10 @@ mod tests {
         }
     }
 
+    fn subject(generation: i64, commit: &str) -> Subject<'_> {
+        Subject { generation: Some(generation), commit: Some(commit), retry: None }
+    }
+
     fn at(seconds: i64) -> jiff::Timestamp {
         jiff::Timestamp::from_second(1_790_000_000 + seconds).unwrap()
     }
@@ -231,14 +287,9 @@ mod tests {
     #[test]
     fn an_in_sync_resource_gets_the_same_status_again() {
         let deployed = Outcome::Deployed { artifact: artifact(), drift: false };
-        let first = desired_status(None, Some(1), Some("abcdef1"), &deployed, at(0)).unwrap();
-        let later = desired_status(
-            Some(&first),
-            Some(1),
-            Some("abcdef1"),
-            &Outcome::UpToDate { artifact: artifact() },
-            at(300),
-        );
+        let first = desired_status(None, subject(1, "abcdef1"), &deployed, at(0)).unwrap();
+        let later =
+            desired_status(Some(&first), subject(1, "abcdef1"), &Outcome::UpToDate { artifact: artifact() }, at(300));
         assert_eq!(later.as_ref(), Some(&first), "an up-to-date sweep must not need a status write");
     }
 
@@ -246,14 +297,13 @@ mod tests {
     fn waiting_keeps_the_previously_deployed_commit_visible() {
         let deployed = desired_status(
             None,
-            Some(1),
-            Some("abcdef1"),
+            subject(1, "abcdef1"),
             &Outcome::Deployed { artifact: artifact(), drift: false },
             at(0),
         )
         .unwrap();
         let waiting = Outcome::WaitingForArtifact { bucket: "b".into(), key: "f/1234567.zip".into() };
-        let status = desired_status(Some(&deployed), Some(2), Some("1234567"), &waiting, at(10)).unwrap();
+        let status = desired_status(Some(&deployed), subject(2, "1234567"), &waiting, at(10)).unwrap();
         assert_eq!(status.phase, Some(Phase::WaitingForArtifact));
         assert_eq!(status.deployed_commit.as_deref(), Some("abcdef1"));
         let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
@@ -263,9 +313,9 @@ mod tests {
     #[test]
     fn waiting_is_announced_once_not_on_every_sweep() {
         let waiting = Outcome::WaitingForArtifact { bucket: "b".into(), key: "k".into() };
-        let first = desired_status(None, Some(1), Some("abcdef1"), &waiting, at(0)).unwrap();
+        let first = desired_status(None, subject(1, "abcdef1"), &waiting, at(0)).unwrap();
         assert!(event_for(None, &first, &waiting).is_some());
-        let again = desired_status(Some(&first), Some(1), Some("abcdef1"), &waiting, at(300)).unwrap();
+        let again = desired_status(Some(&first), subject(1, "abcdef1"), &waiting, at(300)).unwrap();
         assert_eq!(again, first);
         assert!(event_for(Some(&first), &again, &waiting).is_none());
     }
@@ -273,13 +323,14 @@ mod tests {
     #[test]
     fn drift_correction_is_its_own_event() {
         let outcome = Outcome::Deployed { artifact: artifact(), drift: true };
-        let status = desired_status(None, Some(1), Some("abcdef1"), &outcome, at(0)).unwrap();
+        let status = desired_status(None, subject(1, "abcdef1"), &outcome, at(0)).unwrap();
         assert_eq!(event_for(None, &status, &outcome).unwrap().0, "DriftCorrected");
     }
 
     #[test]
     fn skipped_and_planned_outcomes_write_nothing() {
-        assert!(desired_status(None, Some(1), None, &Outcome::Skipped, at(0)).is_none());
-        assert!(desired_status(None, Some(1), None, &Outcome::Planned { decision: "x".into() }, at(0)).is_none());
+        let subject = Subject { generation: Some(1), ..Subject::default() };
+        assert!(desired_status(None, subject, &Outcome::Skipped, at(0)).is_none());
+        assert!(desired_status(None, subject, &Outcome::Planned { decision: "x".into() }, at(0)).is_none());
     }
 }

@@ -8,6 +8,8 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams,
 use serde_json::{Value, json};
 
 use crate::crd::{LambdaDeployment, LambdaDeploymentStatus};
+use crate::error::KUBERNETES;
+use crate::retry::{Budget, Call};
 use crate::{Error, Result};
 
 /// Page size for listing: kubectl's default, and a bounded response for the apiserver.
@@ -27,6 +29,21 @@ impl Listed {
         match self {
             Listed::Valid(ld) => &ld.metadata,
             Listed::Undecodable { metadata, .. } => metadata,
+        }
+    }
+
+    /// The commit the spec declares (none when the spec does not decode).
+    pub fn commit(&self) -> Option<&str> {
+        match self {
+            Listed::Valid(ld) => Some(ld.spec.commit.as_str()),
+            Listed::Undecodable { .. } => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<&LambdaDeploymentStatus> {
+        match self {
+            Listed::Valid(ld) => ld.status.as_ref(),
+            Listed::Undecodable { status, .. } => status.as_ref(),
         }
     }
 }
@@ -56,9 +73,21 @@ pub fn kube_error(action: &str, err: kube::Error) -> Error {
             message: format!("{action}: {} ({})", status.message, status.code),
             status: Some(status.code),
             retryable: status.code >= 500 || status.code == 429 || status.code == 409,
+            retry_after: status
+                .details
+                .as_ref()
+                .map(|details| details.retry_after_seconds)
+                .filter(|secs| *secs > 0 && *secs < 300)
+                .map(|secs| std::time::Duration::from_secs(secs.into())),
         },
-        other => Error::Kube { message: format!("{action}: {other}"), status: None, retryable: true },
+        other => {
+            Error::Kube { message: format!("{action}: {other}"), status: None, retryable: true, retry_after: None }
+        }
     }
+}
+
+const fn kube(operation: &'static str) -> Call {
+    Call::new(KUBERNETES, operation)
 }
 
 /// How far a listing has got: at least this many objects exist (listed so far plus what the server says remains),
@@ -76,6 +105,7 @@ pub async fn list(
     namespaces: Option<&[String]>,
     field_selector: Option<&str>,
     progress: Option<&tokio::sync::watch::Sender<ListProgress>>,
+    budget: Budget<'_>,
 ) -> Result<Vec<Listed>> {
     let resource = api_resource();
     let apis: Vec<Api<DynamicObject>> = match namespaces {
@@ -89,7 +119,11 @@ pub async fn list(
             params = params.fields(selector);
         }
         loop {
-            let page = api.list(&params).await.map_err(|e| kube_error("listing LambdaDeployments", e))?;
+            let page = budget
+                .run(kube("list"), None, || async {
+                    api.list(&params).await.map_err(|e| kube_error("listing LambdaDeployments", e))
+                })
+                .await?;
             listed.extend(page.items.into_iter().map(decode));
             if let Some(progress) = progress {
                 let remaining = page.metadata.remaining_item_count.unwrap_or(0).max(0) as usize;
@@ -105,30 +139,44 @@ pub async fn list(
 }
 
 /// Reads one LambdaDeployment again; `None` if it no longer exists.
-pub async fn get(client: &kube::Client, metadata: &ObjectMeta) -> Result<Option<Listed>> {
+pub async fn get(client: &kube::Client, metadata: &ObjectMeta, budget: Budget<'_>) -> Result<Option<Listed>> {
     let namespace = metadata.namespace.as_deref().unwrap_or_default();
     let name = metadata.name.as_deref().unwrap_or_default();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &api_resource());
-    let object = api.get_opt(name).await.map_err(|e| kube_error(&format!("reading {namespace}/{name}"), e))?;
+    let object = budget
+        .run(kube("get"), None, || async {
+            api.get_opt(name).await.map_err(|e| kube_error(&format!("reading {namespace}/{name}"), e))
+        })
+        .await?;
     Ok(object.map(decode))
 }
 
-/// Writes the status with a merge patch on the status subresource. Fields the new status no longer has are
-/// removed explicitly (a merge patch only removes what it sets to null).
+/// Writes the status with a merge patch on the status subresource, on the condition that the resource is still
+/// at the `resourceVersion` it was read at: a container that decided on an older read can never overwrite a newer
+/// status (409 Conflict instead; the caller reads again). Fields the new status no longer has are removed
+/// explicitly (a merge patch only removes what it sets to null).
 pub async fn write_status(
     client: &kube::Client,
     metadata: &ObjectMeta,
     old: Option<&LambdaDeploymentStatus>,
     new: &LambdaDeploymentStatus,
+    budget: Budget<'_>,
 ) -> Result<()> {
     let namespace = metadata.namespace.as_deref().unwrap_or_default();
     let name = metadata.name.as_deref().unwrap_or_default();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &api_resource());
-    let patch = json!({ "status": status_merge_patch(old, new) });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+    let patch = json!({
+        "metadata": { "resourceVersion": metadata.resource_version },
+        "status": status_merge_patch(old, new),
+    });
+    budget
+        .run(kube("patch status"), None, || async {
+            api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
+                .map_err(|e| kube_error(&format!("writing status of {namespace}/{name}"), e))
+        })
         .await
-        .map(|_| ())
-        .map_err(|e| kube_error(&format!("writing status of {namespace}/{name}"), e))
 }
 
 fn status_merge_patch(old: Option<&LambdaDeploymentStatus>, new: &LambdaDeploymentStatus) -> Value {
@@ -151,7 +199,14 @@ pub struct EventRecord<'a> {
     pub action: &'a str,
 }
 
-pub async fn record_event(client: &kube::Client, metadata: &ObjectMeta, event: EventRecord<'_>) -> Result<()> {
+/// Records the Event under a name chosen once, so that a retry after a lost answer finds it created (409
+/// AlreadyExists) instead of recording it twice.
+pub async fn record_event(
+    client: &kube::Client,
+    metadata: &ObjectMeta,
+    event: EventRecord<'_>,
+    budget: Budget<'_>,
+) -> Result<()> {
     let namespace = metadata.namespace.as_deref().unwrap_or_default();
     let name = metadata.name.as_deref().unwrap_or_default();
     let now = jiff::Timestamp::now();
@@ -192,10 +247,18 @@ pub async fn record_event(client: &kube::Client, metadata: &ObjectMeta, event: E
         }),
         ..Default::default()
     };
-    api.create(&PostParams::default(), &object)
-        .await
-        .map(|_| ())
-        .map_err(|e| kube_error(&format!("recording event {} on {namespace}/{name}", event.reason), e))
+    let created = budget
+        .run(kube("create event"), None, || async {
+            api.create(&PostParams::default(), &object)
+                .await
+                .map(|_| ())
+                .map_err(|e| kube_error(&format!("recording event {} on {namespace}/{name}", event.reason), e))
+        })
+        .await;
+    match created {
+        Err(err) if err.kube_status() == Some(409) => Ok(()),
+        other => other,
+    }
 }
 
 #[cfg(test)]

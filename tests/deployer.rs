@@ -253,12 +253,8 @@ async fn conflicts_stale_revisions_and_throttling_do_not_stop_convergence() {
     let (_, sha) = world.upload(&format!("{function}/{c1}.zip"), "release 1").await;
     let aws = world.testbed.aws();
     // Scripted in sequence: the nth UpdateFunctionCode (and the first GetFunction) of this function fails so.
-    let fault = |operation: &str, action: FaultAction, nth: u64| Fault {
-        service: "lambda".into(),
-        operation: operation.into(),
-        function: Some(function.clone()),
-        action,
-        when: testbed::aws::Trigger::Nth(nth),
+    let fault = |operation: &str, action: FaultAction, nth: u64| {
+        Fault::new(operation, action).function(&function).when(testbed::aws::Trigger::Nth(nth))
     };
     aws.inject(fault("GetFunction", FaultAction::ServiceException, 1)).unwrap();
     aws.inject(fault("UpdateFunctionCode", FaultAction::Conflict, 1)).unwrap();
@@ -434,17 +430,12 @@ async fn a_sweep_near_its_deadline_stops_starting_work_and_the_next_sweep_finish
         let function = world.function_name(name);
         world.apply_ld(name, &arn, &function, &c1).await;
         world.upload(&format!("{function}/{c1}.zip"), &format!("{name} release")).await;
-        // Each update takes about 1.5 s to finish.
+        // Each update takes 1.5 s to be accepted: acting, which holds the only slot (waiting for it to finish
+        // would not).
         world
             .testbed
             .aws()
-            .inject(Fault {
-                service: "lambda".into(),
-                operation: "UpdateFunctionCode".into(),
-                function: Some(function),
-                action: FaultAction::InProgress { ms: 1500 },
-                when: testbed::aws::Trigger::Always,
-            })
+            .inject(Fault::new("UpdateFunctionCode", FaultAction::Latency { ms: 1500 }).function(&function))
             .unwrap();
     }
 

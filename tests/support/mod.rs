@@ -23,8 +23,19 @@ use testbed::identity::{ACCOUNT_ID, ARTIFACT_BUCKET, AwsIdentity, REGION};
 use testbed::up::{FUNCTION_ROLE, Testbed, TestbedOptions};
 use tokio::sync::OnceCell;
 
-static TESTBED: OnceCell<Testbed> = OnceCell::const_new();
-static INSTALLED: OnceCell<()> = OnceCell::const_new();
+/// How long updates take in a test binary's testbed: one testbed (with the CRD and RBAC installed) per model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Updates {
+    /// A fixed 300 ms InProgress: for tests of behaviour, where update time is not what is measured.
+    Fast,
+    /// The testbed's default, AWS's: 1.5–4.5 s, seeded. Benchmarks and the soak, whose figures depend on it.
+    Realistic,
+}
+
+static FAST: OnceCell<Testbed> = OnceCell::const_new();
+static REALISTIC: OnceCell<Testbed> = OnceCell::const_new();
+static INSTALLED_FAST: OnceCell<()> = OnceCell::const_new();
+static INSTALLED_REALISTIC: OnceCell<()> = OnceCell::const_new();
 
 pub fn function_arn(name: &str) -> String {
     format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}")
@@ -86,12 +97,15 @@ pub fn commit(label: &str) -> String {
     hex::encode(&Sha256::digest(label.as_bytes())[..20])
 }
 
-pub async fn testbed() -> &'static Testbed {
-    TESTBED
-        .get_or_init(|| async {
-            Testbed::start(TestbedOptions::default()).await.unwrap_or_else(|e| panic!("testbed did not start: {e}"))
-        })
-        .await
+pub async fn testbed(updates: Updates) -> &'static Testbed {
+    let (cell, options) = match updates {
+        Updates::Fast => (&FAST, TestbedOptions::fast()),
+        Updates::Realistic => (&REALISTIC, TestbedOptions::default()),
+    };
+    cell.get_or_init(|| async {
+        Testbed::start(options).await.unwrap_or_else(|e| panic!("testbed did not start: {e}"))
+    })
+    .await
 }
 
 fn sdk_config(testbed: &Testbed, identity: &AwsIdentity) -> impl Future<Output = aws_config::SdkConfig> {
@@ -166,10 +180,19 @@ pub async fn apply_value(client: &kube::Client, document: Value) {
 }
 
 impl World {
+    /// A world on the fast testbed (see [`Updates`]).
     pub async fn new(namespace: &str) -> World {
-        let testbed = testbed().await;
+        World::with_updates(namespace, Updates::Fast).await
+    }
+
+    pub async fn with_updates(namespace: &str, updates: Updates) -> World {
+        let testbed = testbed(updates).await;
         let admin = admin_kube(testbed).await;
-        INSTALLED
+        let installed = match updates {
+            Updates::Fast => &INSTALLED_FAST,
+            Updates::Realistic => &INSTALLED_REALISTIC,
+        };
+        installed
             .get_or_init(|| async {
                 apply_file(&admin, "crds/lambdadeployment.yaml").await;
                 apply_file(&admin, "crds/rbac.yaml").await;
@@ -256,11 +279,22 @@ impl World {
         content: &str,
         checksum: Option<aws_sdk_s3::types::ChecksumAlgorithm>,
     ) -> (String, String) {
+        self.put_zip_to(ARTIFACT_BUCKET, key, content, checksum).await
+    }
+
+    /// Uploads `content` as a zip to `bucket`; returns (versionId, "" when the bucket is not versioned; CodeSha256).
+    pub async fn put_zip_to(
+        &self,
+        bucket: &str,
+        key: &str,
+        content: &str,
+        checksum: Option<aws_sdk_s3::types::ChecksumAlgorithm>,
+    ) -> (String, String) {
         let (bytes, sha) = zip(content);
         let out = self
             .s3
             .put_object()
-            .bucket(ARTIFACT_BUCKET)
+            .bucket(bucket)
             .key(key)
             .set_checksum_algorithm(checksum)
             .body(bytes.into())
@@ -308,9 +342,16 @@ impl World {
         list.into_iter().filter_map(|e| e.reason).collect()
     }
 
-    /// Successful (2xx) UpdateFunctionCode calls for one of this test's functions, since the testbed started.
+    /// UpdateFunctionCode calls Lambda applied to one of this test's functions since the testbed started, by any
+    /// writer, counting those whose answer was then lost (a fault after applying).
     pub fn successful_updates(&self, function: &str) -> usize {
-        self.calls_to(function, "UpdateFunctionCode").into_iter().filter(|status| (200..300).contains(status)).count()
+        let log = self.testbed.aws().calls();
+        log.of("lambda", "UpdateFunctionCode").filter(|c| c.function.as_deref() == Some(function) && c.applied).count()
+    }
+
+    /// Reasons of the Events of one LD, each with how many times it was recorded.
+    pub async fn event_count(&self, ld: &str, reason: &str) -> usize {
+        self.event_reasons(ld).await.iter().filter(|r| *r == reason).count()
     }
 
     /// Statuses of every call of `operation` about `function`.

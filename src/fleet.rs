@@ -1,0 +1,268 @@
+//! What an invocation concerns: the LambdaDeployments it touches (an upload's, through a field-selected list; a
+//! sweep's, all of them) and, for sweeps, what is read about them in bulk — the functions through ListFunctions
+//! pages when that is quicker than one GetFunction each, and the artifact bucket's ETags. Bulk reads start while the
+//! LambdaDeployments are still being listed, as soon as the count listed so far makes them worth it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::artifact::ArtifactStore;
+use crate::config::{Config, FunctionObservation};
+use crate::function::Functions;
+use crate::plan::{self, FunctionState, Policy};
+use crate::resources::{self, ListProgress, Listed};
+use crate::retry::Budget;
+use crate::trigger::{ArtifactEvent, Trigger};
+use crate::{Error, Result};
+
+/// The account's function count (for choosing ListFunctions) is asked for again after this long.
+const ACCOUNT_COUNT_TTL: Duration = Duration::from_secs(600);
+/// A bucket listing page (1,000 keys) is worth it when it replaces at least this many HeadObjects.
+const HEAD_OBJECTS_PER_LISTING_PAGE: usize = 10;
+
+/// The resources an invocation works on, and what was read about them in bulk.
+#[derive(Default)]
+pub struct Targets {
+    pub listed: Vec<Listed>,
+    /// Functions from ListFunctions, by unqualified ARN (sweeps that chose to list).
+    pub functions: HashMap<String, FunctionState>,
+    /// The artifact bucket's keys and ETags (sweeps of fleets large enough).
+    pub objects: HashMap<String, String>,
+    /// Upload records that concern no LambdaDeployment rule (other bucket, key not matching the template).
+    pub ignored_records: usize,
+}
+
+/// What a container remembers between invocations to read its fleet quickly.
+#[derive(Default)]
+pub struct Fleet {
+    /// When the account's function count was learned, and the count (`None`: GetAccountSettings is not allowed).
+    functions_in_account: Mutex<Option<(Instant, Option<usize>)>>,
+    /// How many LambdaDeployments the previous sweep of this container listed.
+    last_sweep_targets: AtomicUsize,
+}
+
+/// The deployer's parts a fleet is read with.
+pub struct Readers<'a> {
+    pub config: &'a Config,
+    pub policy: &'a Policy<'a>,
+    pub functions: &'a Functions,
+    pub artifacts: &'a ArtifactStore,
+    pub client: &'a kube::Client,
+}
+
+impl Fleet {
+    /// The LambdaDeployments an upload concerns: those whose functionName and commit the key names (selected by
+    /// the server through the CRD's selectableFields, else listed and filtered here) and whose artifact is that object.
+    pub async fn for_uploads(&self, at: &Readers<'_>, events: &[ArtifactEvent], budget: Budget<'_>) -> Result<Targets> {
+        let config = at.config;
+        let mut targets = Targets::default();
+        for event in events {
+            if event.bucket != config.artifact_bucket {
+                tracing::info!(bucket = %event.bucket, key = %event.key, "ignored: not the artifact bucket {}", config.artifact_bucket);
+                targets.ignored_records += 1;
+                continue;
+            }
+            let artifact = match config.key_template.parse_key(&event.key) {
+                Ok(artifact) => artifact,
+                Err(reason) => {
+                    tracing::info!(bucket = %event.bucket, key = %event.key, %reason, "ignored: key does not match KEY_TEMPLATE");
+                    targets.ignored_records += 1;
+                    continue;
+                }
+            };
+            tracing::info!(bucket = %event.bucket, key = %event.key, version_id = ?event.version_id, source = ?event.source, "artifact uploaded");
+            let selector = format!("spec.functionName={},spec.commit={}", artifact.function_name, artifact.commit);
+            let namespaces = config.watch_namespaces.as_deref();
+            let listed = match resources::list(at.client, namespaces, Some(&selector), None, budget).await {
+                Err(Error::Kube { status: Some(400), .. }) => {
+                    tracing::info!("field selector unsupported by the cluster; listing all LambdaDeployments");
+                    resources::list(at.client, namespaces, None, None, budget).await?
+                }
+                other => other?,
+            };
+            for item in listed {
+                let Listed::Valid(ld) = &item else { continue };
+                let concerns_upload =
+                    plan::artifact_location(ld, at.policy) == (event.bucket.clone(), event.key.clone());
+                let seen = targets.listed.iter().any(|t| t.metadata().uid == item.metadata().uid);
+                if concerns_upload && !seen {
+                    targets.listed.push(item);
+                }
+            }
+        }
+        Ok(targets)
+    }
+
+    /// A sweep's or a plan's LambdaDeployments, with the bulk reads a sweep starts while they are listed.
+    pub async fn for_sweep(&self, at: &Readers<'_>, trigger: &Trigger, budget: Budget<'_>) -> Result<Targets> {
+        let (progress, listed_so_far) = watch::channel(ListProgress::default());
+        let read_targets = async {
+            let targets = self.sweep_targets(at, trigger, &progress, budget).await?;
+            progress.send_replace(ListProgress { at_least: targets.len(), complete: true });
+            Ok::<_, Error>(targets)
+        };
+        let read_in_bulk = async {
+            Ok(tokio::join!(
+                self.list_functions(at, listed_so_far.clone(), budget),
+                self.list_artifacts(at, listed_so_far.clone(), budget)
+            ))
+        };
+        let (listed, (functions, objects)) = tokio::try_join!(read_targets, read_in_bulk)?;
+        Ok(Targets { listed, functions, objects, ignored_records: 0 })
+    }
+
+    /// Lists the LambdaDeployments, reporting the listing's progress page by page (a plan of one named resource
+    /// only at the end, so it does not start bulk reads).
+    async fn sweep_targets(
+        &self,
+        at: &Readers<'_>,
+        trigger: &Trigger,
+        progress: &watch::Sender<ListProgress>,
+        budget: Budget<'_>,
+    ) -> Result<Vec<Listed>> {
+        let (namespaces, name) = match trigger {
+            Trigger::Plan { namespace, name } => {
+                (namespace.clone().map(|ns| vec![ns]).or_else(|| at.config.watch_namespaces.clone()), name.clone())
+            }
+            _ => (at.config.watch_namespaces.clone(), None),
+        };
+        let progress = name.is_none().then_some(progress);
+        let listed = resources::list(at.client, namespaces.as_deref(), None, progress, budget).await?;
+        if name.is_none() {
+            self.last_sweep_targets.store(listed.len(), Ordering::Relaxed);
+        }
+        Ok(listed.into_iter().filter(|item| name.is_none() || item.metadata().name == name).collect())
+    }
+
+    /// The functions from ListFunctions pages when configured, or (auto) when paging through the account's
+    /// functions is quicker than one GetFunction per target. Failing to list is not fatal.
+    async fn list_functions(
+        &self,
+        at: &Readers<'_>,
+        targets: watch::Receiver<ListProgress>,
+        budget: Budget<'_>,
+    ) -> HashMap<String, FunctionState> {
+        let in_account = match at.config.function_observation {
+            FunctionObservation::GetFunction => return HashMap::new(),
+            FunctionObservation::ListFunctions => None,
+            FunctionObservation::Auto => match self.functions_in_account(at.functions, budget).await {
+                Some(count) => Some(count),
+                None => return HashMap::new(),
+            },
+        };
+        let worth_it =
+            |targets| targets > 0 && in_account.is_none_or(|count| crate::aws::listing_is_quicker(targets, count));
+        // The previous sweep's fleet says whether to start at once, before the first page of LambdaDeployments;
+        // a listing started on that guess stops if the complete list says otherwise.
+        let guessed = worth_it(self.last_sweep_targets.load(Ordering::Relaxed));
+        if !guessed && !once_worth_it(targets.clone(), worth_it).await {
+            return HashMap::new();
+        }
+        let wrong_guess = async {
+            if once_worth_it(targets, worth_it).await {
+                std::future::pending::<()>().await;
+            }
+        };
+        let listing = tokio::select! {
+            listing = at.functions.list(budget) => listing,
+            () = wrong_guess => return HashMap::new(),
+        };
+        match listing {
+            Ok(functions) => {
+                self.remember_functions_in_account(Some(functions.len()));
+                functions
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "ListFunctions failed; observing each function with GetFunction");
+                HashMap::new()
+            }
+        }
+    }
+
+    /// The account's function count: remembered for a while (a complete listing also updates it), else asked
+    /// with GetAccountSettings. `None` when that is not allowed or fails: then functions are observed one by one.
+    async fn functions_in_account(&self, functions: &Functions, budget: Budget<'_>) -> Option<usize> {
+        let remembered = *self.functions_in_account.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((learned, count)) = remembered
+            && learned.elapsed() < ACCOUNT_COUNT_TTL
+        {
+            return count;
+        }
+        let count = match functions.count_in_account(budget).await {
+            Ok(count) => Some(count),
+            Err(err) => {
+                tracing::warn!(error = %err, "GetAccountSettings failed; sweeps observe each function with GetFunction (set FUNCTION_OBSERVATION=get-function to skip asking)");
+                None
+            }
+        };
+        self.remember_functions_in_account(count);
+        count
+    }
+
+    fn remember_functions_in_account(&self, count: Option<usize>) {
+        *self.functions_in_account.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), count));
+    }
+
+    /// The artifact bucket's listing (key → ETag), when it can replace enough HeadObjects: artifacts whose ETag is
+    /// the one the status remembers are known without reading them. Failing to list is not fatal.
+    async fn list_artifacts(
+        &self,
+        at: &Readers<'_>,
+        targets: watch::Receiver<ListProgress>,
+        budget: Budget<'_>,
+    ) -> HashMap<String, String> {
+        let pages_worth_it = |targets: usize| targets / HEAD_OBJECTS_PER_LISTING_PAGE;
+        if !once_worth_it(targets.clone(), |targets| pages_worth_it(targets) > 0).await {
+            return HashMap::new();
+        }
+        let max_pages = || pages_worth_it(targets.borrow().at_least);
+        match at.artifacts.list(&at.config.artifact_bucket, max_pages, budget).await {
+            Ok(objects) => objects,
+            Err(err) => {
+                tracing::warn!(error = %err, "listing the artifact bucket failed; reading each artifact with HeadObject");
+                HashMap::new()
+            }
+        }
+    }
+}
+
+/// For each LambdaDeployment that shares its function with an older eligible one, the older one's key. Creation
+/// order (then name) decides deterministically, so two resources never take turns deploying.
+pub fn preferred_rivals(targets: &[Listed], policy: &Policy) -> HashMap<String, String> {
+    let mut by_function: HashMap<&str, Vec<&crate::crd::LambdaDeployment>> = HashMap::new();
+    for target in targets {
+        if let Listed::Valid(ld) = target
+            && plan::eligible(ld, policy)
+        {
+            by_function.entry(ld.spec.function_arn.as_str()).or_default().push(ld);
+        }
+    }
+    let mut rivals = HashMap::new();
+    for mut group in by_function.into_values().filter(|group| group.len() > 1) {
+        group.sort_by_key(|ld| (ld.metadata.creation_timestamp.clone().map(|t| t.0), ld.key()));
+        let preferred = group[0].key();
+        for ld in &group[1..] {
+            rivals.insert(ld.key(), preferred.clone());
+        }
+    }
+    rivals
+}
+
+/// Waits until the LambdaDeployments listed so far make a bulk read `worth_it` (true), or the listing ends
+/// without that (false).
+async fn once_worth_it(mut targets: watch::Receiver<ListProgress>, worth_it: impl Fn(usize) -> bool) -> bool {
+    loop {
+        let progress = *targets.borrow_and_update();
+        if worth_it(progress.at_least) {
+            return true;
+        }
+        if progress.complete || targets.changed().await.is_err() {
+            return false;
+        }
+    }
+}

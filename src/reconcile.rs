@@ -1,0 +1,432 @@
+//! One LambdaDeployment's work in an invocation: observe → [`plan`] → act until the decision is final, then
+//! write what happened (status, Event).
+//!
+//! Acting holds one of `MAX_CONCURRENCY` slots; waiting for an update to finish does not: a started update is
+//! confirmed by polls that share their own rate limit, so that while updates take seconds the next functions are
+//! already being observed and updated at the quota's rate. A status is written on the condition that the resource
+//! did not change since it was read; when it did, the resource is decided anew from a fresh read, so an older
+//! decision can never overwrite a newer status.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::time::Instant;
+
+use crate::Error;
+use crate::artifact::ArtifactStore;
+use crate::config::Config;
+use crate::crd::{ArtifactStatus, LambdaDeployment, RETRY_ANNOTATION};
+use crate::function::{Functions, lost_race};
+use crate::plan::{self, Decision, FunctionState, Input, Observed, Policy};
+use crate::report::{self, Outcome, Subject};
+use crate::resources::{self, EventRecord, Listed};
+use crate::retry::Budget;
+
+/// A resource listed less than this long ago is not read again before deploying. The re-read keeps a slow sweep
+/// from deploying a commit the user has replaced meanwhile; a listing this fresh leaves no wider window than the
+/// re-read would. After a lost race or a wait, or when the function no longer runs what the status recorded
+/// (another invocation may have deployed a newer spec), the resource is always read again.
+pub const FRESH_LISTING: Duration = Duration::from_secs(1);
+/// How many times one LD may lose a race (conflict, stale revision, concurrent claim, someone else's update)
+/// before giving up for now; also how often it is decided anew after a status write found it changed.
+const MAX_RACES: u32 = 4;
+
+/// What happened to one resource, for the invocation's summary.
+#[derive(Debug)]
+pub struct Reported {
+    pub resource: String,
+    pub outcome: Outcome,
+    pub status_written: bool,
+    pub event_recorded: bool,
+    /// Writing the status or Event failed (the outcome itself is in `outcome`).
+    pub errors: Vec<String>,
+}
+
+/// Everything one invocation's workers share.
+pub struct Worker<'a> {
+    pub config: &'a Config,
+    pub policy: &'a Policy<'a>,
+    pub artifacts: &'a ArtifactStore,
+    pub functions: &'a Functions,
+    pub client: &'a kube::Client,
+    /// Observing and acting stop here, keeping time to report.
+    pub work: Budget<'a>,
+    /// Status writes and Events may use the invocation until its deadline.
+    pub report: Budget<'a>,
+    /// Slots for acting (not for waiting on updates).
+    pub acting: Semaphore,
+    pub dry_run: bool,
+    /// Functions from a ListFunctions listing and the bucket's ETags (sweeps).
+    pub listed_functions: &'a HashMap<String, FunctionState>,
+    pub objects: &'a HashMap<String, String>,
+    /// For each resource that shares its function with an older one, the older one's key.
+    pub rivals: &'a HashMap<String, String>,
+    /// Resources listed before this instant count as fresh (see [`FRESH_LISTING`]).
+    pub fresh_until: Instant,
+}
+
+/// One pass over one resource's spec: an outcome, or the newer spec to start again with.
+enum Step {
+    Done(Outcome),
+    Superseded(Box<Listed>),
+}
+
+/// The result of writing a status: done (with what was written), or the resource changed since it was read.
+enum Published {
+    Done(Reported),
+    Changed(Box<Listed>),
+}
+
+impl Worker<'_> {
+    /// Decides and acts for one resource, then reports, deciding anew while the resource changes under us.
+    pub async fn run(&self, target: Listed) -> Reported {
+        let mut target = target;
+        // An update this invocation sent: still ours when the resource is decided anew.
+        let mut sent: Option<ArtifactStatus> = None;
+        let mut use_listing = true;
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            let (current, outcome) = self.reconcile(target, use_listing, &mut sent).await;
+            let (resource, commit) = (resource_key(current.metadata()), current.commit());
+            tracing::info!(%resource, commit, outcome = %serde_json::to_string(&outcome).unwrap_or_default(), "decision");
+            if self.dry_run {
+                return Reported::nothing_written(&current, outcome);
+            }
+            match self.publish(&current, outcome).await {
+                Published::Done(reported) => return reported,
+                Published::Changed(fresh) if rounds < MAX_RACES => {
+                    tracing::info!(resource = %resource_key(fresh.metadata()), "the resource changed before its status was written; deciding again");
+                    target = *fresh;
+                    use_listing = false;
+                }
+                Published::Changed(fresh) => {
+                    let outcome = Outcome::Deploying {
+                        message: "the resource kept changing during the invocation; the next sweep picks it up".into(),
+                        started: sent,
+                    };
+                    let reported = Reported::nothing_written(&fresh, outcome);
+                    return Reported {
+                        errors: vec!["status not written: the resource kept changing".into()],
+                        ..reported
+                    };
+                }
+            }
+        }
+    }
+
+    /// Observe → plan → act until the decision is final. Returns the resource as last read (it is re-read before
+    /// deploying) with the outcome.
+    async fn reconcile(
+        &self,
+        target: Listed,
+        use_listing: bool,
+        sent: &mut Option<ArtifactStatus>,
+    ) -> (Listed, Outcome) {
+        let mut target = target;
+        let mut use_listing = use_listing;
+        for _ in 0..MAX_RACES {
+            let ld = match &target {
+                Listed::Valid(ld) => ld,
+                Listed::Undecodable { reason, .. } => {
+                    let outcome = Outcome::Invalid { message: reason.clone() };
+                    return (target, outcome);
+                }
+            };
+            match self.reconcile_spec(ld, use_listing, sent).await {
+                Step::Done(outcome) => return (target, outcome),
+                Step::Superseded(fresh) => {
+                    tracing::info!(resource = %ld.key(), "spec changed during the invocation; deciding again");
+                    target = *fresh;
+                    use_listing = false;
+                }
+            }
+        }
+        let message = "the resource kept changing during the invocation; the next sweep picks it up".to_string();
+        (target, Outcome::Deploying { message, started: sent.clone() })
+    }
+
+    async fn reconcile_spec(
+        &self,
+        ld: &LambdaDeployment,
+        use_listing: bool,
+        sent: &mut Option<ArtifactStatus>,
+    ) -> Step {
+        let mut slot = Some(self.acting.acquire().await.expect("the acting semaphore is never closed"));
+        // No resource is started this close to the deadline; one started goes on until the deadline.
+        if self.work.deadline.is_some_and(|deadline| Instant::now() + self.config.deadline_margin >= deadline) {
+            return Step::Done(Outcome::Skipped);
+        }
+        let policy = self.policy;
+        let arn = ld.spec.function_arn.as_str();
+        let me = ld.key();
+        let listed = self.listed_functions.get(arn).filter(|_| use_listing);
+        let mut function = listed.map_or(Observed::NotObserved, |listed| Observed::Found(listed.clone()));
+        let known = ld.status.as_ref().and_then(|s| s.artifact.as_ref());
+        let (bucket, key) = plan::artifact_location(ld, policy);
+        let unchanged = known.filter(|known| {
+            use_listing
+                && bucket == self.config.artifact_bucket
+                && (known.bucket.as_str(), known.key.as_str()) == (bucket.as_str(), key.as_str())
+                && known.etag.is_some()
+                && self.objects.get(&key) == known.etag.as_ref()
+        });
+        let mut artifact_from_listing = unchanged.is_some();
+        let mut artifact = unchanged.map_or(Observed::NotObserved, |known| Observed::Found(known.clone()));
+        let rival = self.rivals.get(&me).map(String::as_str);
+        let mut races = 0;
+        let done = Step::Done;
+        loop {
+            let decision = plan::plan(&Input {
+                ld,
+                artifact: &artifact,
+                artifact_from_listing,
+                function: &function,
+                preferred_rival: rival,
+                sent: sent.as_ref().map(|a| a.sha256.as_str()),
+                policy,
+            });
+            tracing::debug!(resource = %me, ?decision, "planned");
+            match decision {
+                // A dry run observes like a sweep, and stops where a sweep would change something.
+                Decision::Deploy { artifact, drift, .. } if self.dry_run => {
+                    return done(Outcome::Planned { decision: report::would_deploy(&artifact, drift) });
+                }
+                Decision::UpToDate { artifact, .. } if self.dry_run => return done(Outcome::UpToDate { artifact }),
+                Decision::WaitForFunction { reason, .. } if self.dry_run => {
+                    return done(Outcome::Deploying { message: reason, started: None });
+                }
+                Decision::ObserveArtifact { bucket, key } => {
+                    self.hold(&mut slot).await;
+                    artifact = self.artifacts.observe(&bucket, &key, known, self.work).await;
+                    artifact_from_listing = false;
+                    if artifact == Observed::NotObserved {
+                        return done(out_of_time(sent));
+                    }
+                }
+                Decision::ObserveFunction => {
+                    self.hold(&mut slot).await;
+                    function = self.functions.observe(arn, self.work).await;
+                    if function == Observed::NotObserved {
+                        return done(out_of_time(sent));
+                    }
+                }
+                // Out of time (an observation cut short is no finding): what was started is reported as such.
+                _ if self.work.expired() => return done(out_of_time(sent)),
+                Decision::UpToDate { artifact, claim, deployed } => {
+                    if claim {
+                        self.hold(&mut slot).await;
+                        match self.functions.claim(arn, &me, self.work).await {
+                            Ok(()) => {}
+                            Err(Error::Deadline { .. }) => return done(out_of_time(sent)),
+                            Err(err) => {
+                                let message = format!("cannot tag {arn} as owned by {me}: {err}");
+                                return done(Outcome::Failed { message });
+                            }
+                        }
+                    }
+                    return done(if deployed {
+                        Outcome::Deployed { artifact, drift: plan::restores_drift(ld) }
+                    } else {
+                        Outcome::UpToDate { artifact }
+                    });
+                }
+                Decision::UpdateFailed { artifact, reason } => return done(Outcome::UpdateFailed { artifact, reason }),
+                Decision::Deploy { artifact: wanted, revision_id, claim, .. } => {
+                    self.hold(&mut slot).await;
+                    if claim {
+                        match self.functions.claim(arn, &me, self.work).await {
+                            Ok(()) => {}
+                            Err(Error::Deadline { .. }) => return done(out_of_time(sent)),
+                            Err(err) => {
+                                let message = format!("cannot tag {arn} as owned by {me}: {err}");
+                                return done(Outcome::Failed { message });
+                            }
+                        }
+                        // Claimed: look again, so ownership and the revision are confirmed before deploying.
+                        function = Observed::NotObserved;
+                        continue;
+                    }
+                    // A spec listed seconds or minutes ago may be stale: never deploy a commit the user replaced.
+                    let changed = match &function {
+                        Observed::Found(running) => plan::changed_since_recorded(ld, running),
+                        _ => true,
+                    };
+                    let stale = races > 0 || changed || !use_listing || Instant::now() >= self.fresh_until;
+                    if stale && let Some(step) = self.superseded(ld).await {
+                        return step;
+                    }
+                    let attempted = self.functions.update_code(arn, &wanted, &revision_id, self.work).await;
+                    if attempted.result.is_ok() || attempted.maybe_applied {
+                        *sent = Some(wanted.clone());
+                    }
+                    match attempted.result {
+                        // Accepted: confirm without holding a slot, then decide on what Lambda says.
+                        Ok(()) => {}
+                        // Someone else changed the function, or our own lost answer was applied: look again.
+                        Err(err) if (lost_race(&err) || attempted.maybe_applied) && races < MAX_RACES => {
+                            races += 1;
+                            tracing::info!(resource = %me, error = %err, "lost a race or an answer; looking again");
+                        }
+                        Err(Error::Deadline { .. }) => return done(out_of_time(sent)),
+                        Err(err) => return done(Outcome::Failed { message: err.to_string() }),
+                    }
+                    slot = None;
+                    match self.wait(arn, sent).await {
+                        Ok(observed) => function = observed,
+                        Err(outcome) => return done(outcome),
+                    }
+                }
+                Decision::WaitForFunction { reason, ours } => {
+                    if !ours {
+                        if races >= MAX_RACES {
+                            return done(Outcome::Deploying { message: reason, started: None });
+                        }
+                        races += 1;
+                    }
+                    slot = None;
+                    match self.wait(arn, sent).await {
+                        Ok(observed) => function = observed,
+                        Err(outcome) => return done(outcome),
+                    }
+                }
+                Decision::WaitForArtifact { bucket, key } => return done(Outcome::WaitingForArtifact { bucket, key }),
+                Decision::Blocked(message) => return done(Outcome::Blocked { message }),
+                Decision::Invalid(message) => return done(Outcome::Invalid { message }),
+                Decision::Failed(message) => return done(Outcome::Failed { message }),
+                Decision::Suspended => return done(Outcome::Suspended),
+            }
+        }
+    }
+
+    /// Takes an acting slot again after a wait (or keeps the one held).
+    async fn hold<'s>(&'s self, slot: &mut Option<SemaphorePermit<'s>>) {
+        if slot.is_none() {
+            *slot = Some(self.acting.acquire().await.expect("the acting semaphore is never closed"));
+        }
+    }
+
+    /// Waits (without an acting slot) until the function is no longer busy. `Err` when it is still busy when the
+    /// wait must end, or cannot be seen: the outcome to report.
+    async fn wait(&self, arn: &str, sent: &Option<ArtifactStatus>) -> Result<Observed<FunctionState>, Outcome> {
+        let observed = self.functions.wait_until_settled(arn, self.config.update_timeout, self.work).await;
+        let started = sent.clone();
+        let ours = started.is_some();
+        match observed {
+            Observed::Found(f) if f.last_update_status == "InProgress" || f.state == "Pending" => {
+                let message = if ours {
+                    format!("update of {arn} still in progress after {}s", self.config.update_timeout.as_secs())
+                } else {
+                    format!("function {arn} is being updated by someone else")
+                };
+                Err(Outcome::Deploying { message, started })
+            }
+            Observed::NotObserved if ours => Err(Outcome::Deploying {
+                message: format!("update of {arn} started; not confirmed before the deadline"),
+                started,
+            }),
+            Observed::NotObserved => Err(Outcome::Deploying {
+                message: format!("function {arn} is being updated by someone else"),
+                started: None,
+            }),
+            Observed::Failed(reason) if ours => Err(Outcome::Deploying {
+                message: format!("update of {arn} started; could not confirm it finished: {reason}"),
+                started,
+            }),
+            observed => Ok(observed),
+        }
+    }
+
+    /// Re-reads the resource. `Some` when it changed (decide again on the new spec) or was deleted (do nothing);
+    /// `None` when it is unchanged, or when it cannot be read (then the listed spec is all we know).
+    async fn superseded(&self, ld: &LambdaDeployment) -> Option<Step> {
+        match resources::get(self.client, &ld.metadata, self.work).await {
+            Ok(Some(fresh)) if fresh.metadata().generation != ld.metadata.generation => {
+                Some(Step::Superseded(Box::new(fresh)))
+            }
+            Ok(Some(_)) => None,
+            Ok(None) => Some(Step::Done(Outcome::Skipped)),
+            Err(err) => {
+                tracing::warn!(resource = %ld.key(), error = %err, "cannot re-read the resource before deploying");
+                None
+            }
+        }
+    }
+
+    /// Logs the decision, writes the status if it changed, records the Event if one is due.
+    async fn publish(&self, target: &Listed, outcome: Outcome) -> Published {
+        let mut reported = Reported::nothing_written(target, outcome);
+        let status = target.status();
+        let subject = subject(target.metadata(), target.commit());
+        let outcome = &reported.outcome;
+        // Whole seconds, as Kubernetes stores condition times: what is read back then equals what was written.
+        let now = jiff::Timestamp::now();
+        let now = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
+        let Some(new_status) = report::desired_status(status, subject, outcome, now) else {
+            return Published::Done(reported);
+        };
+        let metadata = target.metadata();
+        if status != Some(&new_status) {
+            match resources::write_status(self.client, metadata, status, &new_status, self.report).await {
+                Ok(()) => reported.status_written = true,
+                // Applied with its answer lost, or someone wrote first: the resource as it is now tells which.
+                Err(err) => match resources::get(self.client, metadata, self.report).await {
+                    Ok(Some(fresh)) if fresh.status() == Some(&new_status) => reported.status_written = true,
+                    Ok(Some(fresh)) if err.kube_status() == Some(409) => return Published::Changed(Box::new(fresh)),
+                    Ok(None) => return Published::Done(reported),
+                    _ => {
+                        tracing::error!(resource = %reported.resource, error = %err, "writing the status failed");
+                        reported.errors.push(err.to_string());
+                        return Published::Done(reported);
+                    }
+                },
+            }
+        }
+        if let Some((reason, note, warning)) = report::event_for(status, &new_status, outcome) {
+            let action = if matches!(outcome, Outcome::Deployed { .. }) { "UpdateFunctionCode" } else { "Reconcile" };
+            let event = EventRecord { reason, note, warning, action };
+            match resources::record_event(self.client, metadata, event, self.report).await {
+                Ok(()) => reported.event_recorded = true,
+                Err(err) => {
+                    tracing::error!(resource = %reported.resource, error = %err, "recording the Event failed");
+                    reported.errors.push(err.to_string());
+                }
+            }
+        }
+        Published::Done(reported)
+    }
+}
+
+impl Reported {
+    fn nothing_written(target: &Listed, outcome: Outcome) -> Reported {
+        Reported {
+            resource: resource_key(target.metadata()),
+            outcome,
+            status_written: false,
+            event_recorded: false,
+            errors: Vec::new(),
+        }
+    }
+}
+
+/// What to report for a resource whose work the deadline cut short.
+fn out_of_time(sent: &Option<ArtifactStatus>) -> Outcome {
+    match sent {
+        Some(artifact) => Outcome::Deploying {
+            message: "update started; not confirmed before the invocation's deadline".into(),
+            started: Some(artifact.clone()),
+        },
+        None => Outcome::Skipped,
+    }
+}
+
+fn subject<'a>(metadata: &'a ObjectMeta, commit: Option<&'a str>) -> Subject<'a> {
+    let retry = metadata.annotations.as_ref().and_then(|a| a.get(RETRY_ANNOTATION)).map(String::as_str);
+    Subject { generation: metadata.generation, commit, retry }
+}
+
+pub fn resource_key(metadata: &ObjectMeta) -> String {
+    format!("{}/{}", metadata.namespace.as_deref().unwrap_or_default(), metadata.name.as_deref().unwrap_or_default())
+}
