@@ -23,7 +23,7 @@ PACKAGE := $(LAMBDA_DIR)/lambda-deployer.zip
 BUILD_ENV := XDG_CACHE_HOME=$(CURDIR)/.cache ZIG_GLOBAL_CACHE_DIR=$(CURDIR)/.cache/zig
 FUZZ_SECONDS ?= 60
 
-.PHONY: help tools test lint crds build package bench soak fuzz demo clean distclean
+.PHONY: help tools test lint crds build package bench soak fuzz mutants demo clean distclean
 
 help: ## List the targets
 	@echo "lambda-deployer - make targets:"
@@ -86,6 +86,12 @@ fuzz: ## Fuzz payload decoding and key parsing for FUZZ_SECONDS (default 60) eac
 	for target in $$(cargo fuzz list); do \
 		RUSTC_BOOTSTRAP=1 cargo fuzz run "$$target" -- -max_total_time=$(FUZZ_SECONDS); \
 	done
+
+# The pure core's own tests kill its mutants: unit tests, the payload corpus; nothing that needs the testbed.
+mutants: ## Mutation check of the pure core (src/plan.rs, key.rs, trigger.rs) with cargo-mutants; not in CI (slow)
+	@command -v cargo-mutants >/dev/null || { echo "make mutants needs cargo-mutants: cargo install cargo-mutants --locked" >&2; exit 1; }
+	cargo mutants --package lambda-deployer --file src/plan.rs --file src/key.rs --file src/trigger.rs \
+		--output target/mutants -- --lib --test trigger_decoding --test fuzz_corpus_replay
 
 demo: tools ## Show it working with no AWS account: testbed, three functions, the real deployer under cargo lambda watch
 	scripts/demo.sh

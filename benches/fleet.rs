@@ -41,9 +41,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-/// Lambda's default quotas, as the testbed enforces them.
-const GET_FUNCTION_RPS: f64 = 100.0;
-const CONTROL_PLANE_RPS: f64 = 15.0;
 /// ListFunctions returns at most this many functions (with CodeSha256) per page.
 const LIST_PAGE: f64 = 50.0;
 /// Concurrency of the setup steps (quotas are off then).
@@ -63,13 +60,18 @@ async fn main() -> BenchResult<()> {
     if fleets.is_empty() || configs.is_empty() {
         return Err("BENCH_FLEETS and BENCH_CONFIGS need at least one entry".into());
     }
-    let in_progress = support::testbed(Updates::Realistic).await.aws().config().update_in_progress_ms as f64 / 1000.0;
+    let layer = support::testbed(Updates::Realistic).await.aws().config();
+    let quota = Quota::of(&layer);
     println!(
-        "fleet benchmark: testbed quotas GetFunction {GET_FUNCTION_RPS}/s, other Lambda calls {CONTROL_PLANE_RPS}/s;"
+        "fleet benchmark: testbed quotas GetFunction {}/s, other Lambda calls {}/s, buckets of {} s (full at the start);",
+        layer.get_function_per_second, layer.control_plane_per_second, layer.quota_burst_seconds
     );
     let profile = if cfg!(debug_assertions) { "debug (unoptimised: CPU-bound parts are slower)" } else { "optimised" };
     println!(
-        "update InProgress {in_progress:.2} s; {} CPU cores; bench and binary built {profile}\n",
+        "updates InProgress {} ms + a uniform draw in [0, {}] ms (seed {}); {} CPU cores; bench and binary built {profile}\n",
+        layer.update_in_progress_ms,
+        layer.update_in_progress_jitter_ms,
+        layer.update_seed,
         std::thread::available_parallelism()?.get()
     );
 
@@ -79,7 +81,7 @@ async fn main() -> BenchResult<()> {
     for &size in &fleets {
         in_account += size;
         let fleet = Fleet::create(size, in_account).await?;
-        let report = fleet.run(&configs, in_progress).await?;
+        let report = fleet.run(&configs, quota).await?;
         print_fleet(&report);
         reports.push(report);
         largest = Some(fleet);
@@ -89,8 +91,8 @@ async fn main() -> BenchResult<()> {
         None => json!(null),
     };
     let out = json!({
-        "quotas": {"getFunctionPerSecond": GET_FUNCTION_RPS, "controlPlanePerSecond": CONTROL_PLANE_RPS,
-                   "listFunctionsPageSize": LIST_PAGE, "updateInProgressSeconds": in_progress},
+        "testbed": layer,
+        "listFunctionsPageSize": LIST_PAGE,
         "floorFormula": FLOOR_DOC,
         "cpuCores": std::thread::available_parallelism()?.get(),
         "buildProfile": if cfg!(debug_assertions) { "debug" } else { "optimised" },
@@ -146,38 +148,81 @@ fn target_dir() -> PathBuf {
 // ---------------------------------------------------------------------------------------------------------------
 // The floor
 
-const FLOOR_DOC: &str = "floor = min(max(N/100, W/15), (ceil(A/50) + W)/15) [+ InProgress once if W > 0 and the \
-    scenario must confirm the update]. N = functions whose code must be observed, A = functions in the account (a \
-    ListFunctions listing pages through all of them), W = control-plane writes the scenario cannot avoid \
-    (UpdateFunctionCode of changed functions, TagResource of unclaimed ones). Observing by GetFunction uses its own \
-    100/s bucket (writes overlap on the 15/s one); by ListFunctions, pages of 50 share the 15/s bucket with the \
-    writes. No burst credit is counted; S3 and Kubernetes calls have no quota and count 0.";
+const FLOOR_DOC: &str = "floor = min(max((N - Bg)/Rg, (W - Bc)/Rc), (ceil(A/50) + W - Bc)/Rc), at least 0, [+ the \
+    InProgress time of the last update Lambda applied, when the scenario must confirm its updates]. Rg, Rc: the \
+    testbed's GetFunction and control-plane rates; Bg, Bc: what their buckets hold at the start (rate x burst \
+    seconds). N = functions whose code must be observed, A = functions in the account (a ListFunctions listing pages \
+    through all of them), W = control-plane writes the scenario cannot avoid: UpdateFunctionCode of changed functions, \
+    plus (first sweep) the TagResource that claims each function, shown separately as the floor without tags. \
+    Observing by GetFunction uses its own bucket (writes overlap on the control-plane one); by ListFunctions, pages of \
+    50 share the control-plane bucket with the writes. S3 and Kubernetes calls have no quota and count 0.";
+
+/// The testbed's Lambda quotas: rates and what each bucket holds when a scenario starts.
+#[derive(Clone, Copy)]
+struct Quota {
+    get_rps: f64,
+    control_rps: f64,
+    get_burst: f64,
+    control_burst: f64,
+}
+
+impl Quota {
+    fn of(layer: &LayerConfig) -> Quota {
+        Quota {
+            get_rps: layer.get_function_per_second,
+            control_rps: layer.control_plane_per_second,
+            get_burst: (layer.get_function_per_second * layer.quota_burst_seconds).max(1.0),
+            control_burst: (layer.control_plane_per_second * layer.quota_burst_seconds).max(1.0),
+        }
+    }
+
+    /// The least time the quotas allow for observing `observed` functions in an account of `in_account` and making
+    /// `writes` control-plane writes.
+    fn time(&self, observed: usize, in_account: usize, writes: usize) -> (f64, String) {
+        let (n, w) = (observed as f64, writes as f64);
+        let after_burst = |calls: f64, burst: f64, rate: f64| ((calls - burst) / rate).max(0.0);
+        let by_get =
+            after_burst(n, self.get_burst, self.get_rps).max(after_burst(w, self.control_burst, self.control_rps));
+        let a = in_account.max(observed) as f64;
+        let by_list = after_burst((a / LIST_PAGE).ceil() + w, self.control_burst, self.control_rps);
+        let text = format!(
+            "min(max(({n}-{bg})/{rg}, ({w}-{bc})/{rc}), (ceil({a}/50)+{w}-{bc})/{rc}) = min({by_get:.3}, {by_list:.3})",
+            bg = self.get_burst,
+            rg = self.get_rps,
+            bc = self.control_burst,
+            rc = self.control_rps,
+        );
+        (by_get.min(by_list), text)
+    }
+}
 
 #[derive(Clone, Copy)]
 struct FloorInput {
     observed: usize,
     /// Functions in the account: what a ListFunctions listing must page through to observe `observed` of them.
     in_account: usize,
-    writes: usize,
+    /// UpdateFunctionCode calls the scenario needs.
+    updates: usize,
+    /// TagResource calls claiming functions first seen (the first sweep).
+    tags: usize,
+    /// The scenario ends when its updates are confirmed finished.
     confirm: bool,
 }
 
-fn floor(input: FloorInput, in_progress: f64) -> (f64, String) {
-    let (n, w) = (input.observed as f64, input.writes as f64);
-    let by_get = (n / GET_FUNCTION_RPS).max(w / CONTROL_PLANE_RPS);
-    let a = input.in_account.max(input.observed) as f64;
-    let by_list = ((a / LIST_PAGE).ceil() + w) / CONTROL_PLANE_RPS;
-    let quota = by_get.min(by_list);
-    let wait = if input.confirm && input.writes > 0 { in_progress } else { 0.0 };
-    let mut text = format!(
-        "min(max({n}/100, {w}/15), (ceil({a}/50)+{w})/15) = min({by_get:.3}, {by_list:.3}) = {quota:.3} s",
-        n = input.observed,
-        w = input.writes
-    );
+/// The floor with and without the owner tags, and how it was computed. `last_in_progress`: how long the update
+/// Lambda applied last stayed InProgress (from the call log).
+fn floor(input: FloorInput, quota: Quota, last_in_progress: Option<f64>) -> (f64, f64, String) {
+    let (with_tags, text) = quota.time(input.observed, input.in_account, input.updates + input.tags);
+    let (without_tags, _) = quota.time(input.observed, input.in_account, input.updates);
+    let wait = if input.confirm && input.updates > 0 { last_in_progress.unwrap_or(0.0) } else { 0.0 };
+    let mut text = format!("{text} = {with_tags:.3} s");
     if wait > 0.0 {
-        text.push_str(&format!(" + {wait:.2} s InProgress = {:.3} s", quota + wait));
+        text.push_str(&format!(" + {wait:.2} s InProgress of the last update = {:.3} s", with_tags + wait));
     }
-    (quota + wait, text)
+    if input.tags > 0 {
+        text.push_str(&format!("; without the {} owner tags {:.3} s", input.tags, without_tags + wait));
+    }
+    (with_tags + wait, without_tags + wait, text)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -214,8 +259,13 @@ struct Scenario {
     config: String,
     wall_s: f64,
     floor_s: f64,
+    /// The floor without the owner tags' writes (equal to `floor_s` when the scenario claims nothing).
+    floor_without_tags_s: f64,
     floor: String,
     ratio_to_floor: f64,
+    ratio_to_floor_without_tags: f64,
+    /// InProgress of each update Lambda applied in the scenario, in ms.
+    update_in_progress_ms: Vec<u64>,
     /// `service:Operation` → requests (all statuses).
     aws_calls: BTreeMap<String, u64>,
     lambda_calls: u64,
@@ -241,7 +291,7 @@ async fn measure<F>(
     config: &str,
     actor: &Actor,
     floor_input: FloorInput,
-    in_progress: f64,
+    quota: Quota,
     work: F,
 ) -> BenchResult<Scenario>
 where
@@ -262,8 +312,7 @@ where
     }
     let lambda_calls = calls.iter().filter(|c| c.service == "lambda").count() as u64;
     let throttled_429 = calls.iter().filter(|c| c.status == 429).count() as u64;
-    let update_function_code =
-        calls.iter().filter(|c| c.operation == "UpdateFunctionCode" && (200..300).contains(&c.status)).count() as u64;
+    let update_function_code = calls.iter().filter(|c| c.operation == "UpdateFunctionCode" && c.applied).count() as u64;
     let s3_get_object_bytes =
         calls.iter().filter(|c| c.service == "s3" && c.operation == "GetObject").map(|c| c.response_bytes).sum();
     let requests: Vec<_> = world.testbed.kube().requests().into_iter().filter(|r| r.user == actor.kube_user).collect();
@@ -295,14 +344,22 @@ where
     let after_last_aws_call_s =
         phases.iter().map(|p| p.last_s).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
     let after_last_aws_call_s = after_last_aws_call_s.map_or(0.0, |last| (wall_s - last).max(0.0));
-    let (floor_s, floor_text) = floor(floor_input, in_progress);
+    let mut updates: Vec<&&Call> = calls.iter().filter(|c| c.operation == "UpdateFunctionCode" && c.applied).collect();
+    updates.sort_by_key(|c| c.at_ms);
+    let update_in_progress_ms: Vec<u64> = updates.iter().filter_map(|c| c.in_progress_ms).collect();
+    let last_in_progress = updates.last().and_then(|c| c.in_progress_ms).map(|ms| ms as f64 / 1000.0);
+    let (floor_s, floor_without_tags_s, floor_text) = floor(floor_input, quota, last_in_progress);
+    let ratio = |floor: f64| if floor > 0.0 { wall_s / floor } else { f64::NAN };
     let scenario = Scenario {
         name: name.to_string(),
         config: config.to_string(),
         wall_s,
         floor_s,
+        floor_without_tags_s,
         floor: floor_text,
-        ratio_to_floor: if floor_s > 0.0 { wall_s / floor_s } else { f64::NAN },
+        ratio_to_floor: ratio(floor_s),
+        ratio_to_floor_without_tags: ratio(floor_without_tags_s),
+        update_in_progress_ms,
         aws_calls,
         lambda_calls,
         throttled_429,
@@ -440,7 +497,7 @@ impl Fleet {
         Ok(serde_json::to_value(&summary)?)
     }
 
-    async fn run(&self, configs: &[BenchConfig], in_progress: f64) -> BenchResult<FleetReport> {
+    async fn run(&self, configs: &[BenchConfig], quota: Quota) -> BenchResult<FleetReport> {
         let n = self.size;
         let world = &self.world;
         let actor = Actor::deployer();
@@ -454,8 +511,8 @@ impl Fleet {
             "initial sweep (deploys all)",
             first,
             &actor,
-            FloorInput { observed: n, in_account: self.in_account, writes: 2 * n, confirm: true },
-            in_progress,
+            FloorInput { observed: n, in_account: self.in_account, updates: n, tags: n, confirm: true },
+            quota,
             self.sweep(&deployer),
         )
         .await?;
@@ -471,8 +528,8 @@ impl Fleet {
                 "a: sweep, all in sync",
                 &config.label,
                 &actor,
-                FloorInput { observed: n, in_account: self.in_account, writes: 0, confirm: false },
-                in_progress,
+                FloorInput { observed: n, in_account: self.in_account, updates: 0, tags: 0, confirm: false },
+                quota,
                 self.sweep(deployer),
             )
             .await?;
@@ -483,8 +540,8 @@ impl Fleet {
                 &format!("b: sweep, 1% drifted ({drifted})"),
                 &config.label,
                 &actor,
-                FloorInput { observed: n, in_account: self.in_account, writes: drifted, confirm: true },
-                in_progress,
+                FloorInput { observed: n, in_account: self.in_account, updates: drifted, tags: 0, confirm: true },
+                quota,
                 self.sweep(deployer),
             )
             .await?;
@@ -503,8 +560,8 @@ impl Fleet {
             &format!("c: one S3 event among {n}"),
             first,
             &actor,
-            FloorInput { observed: 1, in_account: 1, writes: 1, confirm: true },
-            in_progress,
+            FloorInput { observed: 1, in_account: 1, updates: 1, tags: 0, confirm: true },
+            quota,
             async {
                 let summary = deployer.handle(&event, None).await?;
                 Ok(serde_json::to_value(&summary)?)
@@ -520,9 +577,9 @@ impl Fleet {
             "d: naive reconcile (seed)",
             "15/s client limit, SDK standard retry",
             &naive_actor,
-            FloorInput { observed: 0, in_account: 0, writes: n, confirm: false },
-            in_progress,
-            naive_reconcile(world),
+            FloorInput { observed: 0, in_account: 0, updates: n, tags: 0, confirm: false },
+            quota,
+            naive_reconcile(world, quota.control_rps),
         )
         .await?;
         scenarios.push(s);
@@ -565,7 +622,7 @@ async fn wait_settled(lambda: &aws_sdk_lambda::Client, function: &str) -> BenchR
 /// The seed's reconcile: list the LDs, UpdateFunctionCode from S3Bucket/S3Key for each, no observation. As a real
 /// client under the quotas it needs a client-side limit (the full 15/s, the most generous choice) and the SDK's
 /// standard retry for the 429s that still happen; 8 in flight like the deployer's default.
-async fn naive_reconcile(world: &World) -> BenchResult<Value> {
+async fn naive_reconcile(world: &World, control_rps: f64) -> BenchResult<Value> {
     let deployer = AwsIdentity::deployer();
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(world.testbed.aws_endpoint())
@@ -581,7 +638,7 @@ async fn naive_reconcile(world: &World) -> BenchResult<Value> {
         .load()
         .await;
     let lambda = aws_sdk_lambda::Client::new(&sdk);
-    let limiter = RateLimiter::per_second(CONTROL_PLANE_RPS as u32, 1);
+    let limiter = RateLimiter::per_second(control_rps as u32, 1);
     let lds: kube::Api<LambdaDeployment> = world.lds();
     let mut items = Vec::new();
     let mut params = ListParams::default().limit(500);
@@ -638,10 +695,19 @@ fn print_fleet(report: &FleetReport) {
             s.kube_requests,
             s.status_writes
         );
+        if s.floor_without_tags_s < s.floor_s {
+            println!(
+                "{:<36} {:<52} {:>8} {:>8.3} {:>7.2}   (floor without the owner tags)",
+                "", "", "", s.floor_without_tags_s, s.ratio_to_floor_without_tags
+            );
+        }
     }
     println!("\ncalls by operation and where the time went (seconds after the scenario started):");
     for s in &report.scenarios {
         println!("  {} [{}]: floor {}", s.name, s.config, s.floor);
+        if let (Some(min), Some(max)) = (s.update_in_progress_ms.iter().min(), s.update_in_progress_ms.iter().max()) {
+            println!("    updates InProgress {min}–{max} ms ({} updates)", s.update_in_progress_ms.len());
+        }
         let kube: Vec<String> = s.kube_calls.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("    kube: {}", if kube.is_empty() { "none".into() } else { kube.join(", ") });
         println!("    before the first AWS call (listing LDs): {:.2} s", s.before_first_aws_call_s);
@@ -664,6 +730,38 @@ fn print_fleet(report: &FleetReport) {
                 c["oursUpdateFunctionCode"]
             );
         }
+    }
+    print_markdown(report);
+}
+
+/// The same figures as a Markdown table, to paste into the README as printed.
+fn print_markdown(report: &FleetReport) {
+    println!("\nMarkdown ({} LambdaDeployments):\n", report.size);
+    println!(
+        "| scenario | config | wall | floor | × floor | Lambda calls | 429 | UpdateFunctionCode | S3 bytes downloaded | kube calls | status writes |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for s in &report.scenarios {
+        let (floor, ratio) = if s.floor_without_tags_s < s.floor_s {
+            (
+                format!("{:.2} s ({:.2} s without owner tags)", s.floor_s, s.floor_without_tags_s),
+                format!("{:.2} ({:.2})", s.ratio_to_floor, s.ratio_to_floor_without_tags),
+            )
+        } else {
+            (format!("{:.2} s", s.floor_s), format!("{:.2}", s.ratio_to_floor))
+        };
+        println!(
+            "| {} | `{}` | {:.2} s | {floor} | {ratio} | {} | {} | {} | {} | {} | {} |",
+            s.name,
+            s.config,
+            s.wall_s,
+            s.lambda_calls,
+            s.throttled_429,
+            s.update_function_code,
+            s.s3_get_object_bytes,
+            s.kube_requests,
+            s.status_writes
+        );
     }
 }
 

@@ -48,8 +48,11 @@ impl RateLimiter {
     }
 }
 
-/// Lambda's control-plane quotas: GetFunction has its own 100 requests/s; everything else shares 15/s. We stay just
-/// under both so a sweep does not burn 429s, leaving headroom for CI and other tools in the same account.
+/// Lambda's control-plane quotas: GetFunction has its own 100 requests/s; everything else shares 15/s (AWS's
+/// documented account quotas). The deployer paces itself at exactly those rates, so a sweep sits at the floor they
+/// set, and starts with one request less than a second's worth at once: the token of margin absorbs requests that
+/// arrive closer together than they were sent, so a container alone in its account gets no 429. Other tools using
+/// the same quota meanwhile can still cause 429s; they are retried after the server's `Retry-After`.
 #[derive(Debug)]
 pub struct LambdaLimits {
     pub get_function: RateLimiter,
@@ -59,9 +62,9 @@ pub struct LambdaLimits {
     pub confirm: RateLimiter,
 }
 
-/// The rates the deployer allows itself, just under AWS's 100/s and 15/s.
-pub const GET_FUNCTION_RPS: u32 = 90;
-pub const CONTROL_PLANE_RPS: u32 = 14;
+/// AWS's quotas: GetFunction 100/s; every other control-plane request 15/s across all APIs.
+pub const GET_FUNCTION_RPS: u32 = 100;
+pub const CONTROL_PLANE_RPS: u32 = 15;
 /// Of the GetFunction rate, what polls confirming updates may use.
 pub const CONFIRM_RPS: u32 = 60;
 
@@ -79,8 +82,8 @@ pub fn listing_is_quicker(targets: usize, functions_in_account: usize) -> bool {
 impl Default for LambdaLimits {
     fn default() -> Self {
         LambdaLimits {
-            get_function: RateLimiter::per_second(GET_FUNCTION_RPS, 10),
-            control_plane: RateLimiter::per_second(CONTROL_PLANE_RPS, 2),
+            get_function: RateLimiter::per_second(GET_FUNCTION_RPS, GET_FUNCTION_RPS - 1),
+            control_plane: RateLimiter::per_second(CONTROL_PLANE_RPS, CONTROL_PLANE_RPS - 1),
             confirm: RateLimiter::per_second(CONFIRM_RPS, 10),
         }
     }
@@ -154,15 +157,15 @@ mod tests {
 
     #[test]
     fn listing_is_chosen_only_when_its_pages_take_less_time_than_the_targets_get_function_calls() {
-        // 1,000 targets: 11.1 s of GetFunction at 90/s against 23 pages at 14/s (1.6 s).
+        // 1,000 targets: 10 s of GetFunction at 100/s against 23 pages at 15/s (1.5 s).
         assert!(listing_is_quicker(1_000, 1_150));
-        // 150 targets in an account of 150: 3 pages (0.23 s) against 1.7 s.
+        // 150 targets in an account of 150: 3 pages (0.2 s) against 1.5 s.
         assert!(listing_is_quicker(150, 150));
         // A few targets in a big account: GetFunction.
         assert!(!listing_is_quicker(10, 1_000));
         assert!(!listing_is_quicker(1, 1));
-        // Break-even for 20 pages (1,000 functions) is 20 × 90 / 14 ≈ 128.6 targets.
-        assert!(!listing_is_quicker(128, 1_000));
-        assert!(listing_is_quicker(129, 1_000));
+        // Break-even for 20 pages (1,000 functions) is 20 × 100 / 15 ≈ 133.3 targets.
+        assert!(!listing_is_quicker(133, 1_000));
+        assert!(listing_is_quicker(134, 1_000));
     }
 }

@@ -36,6 +36,8 @@ pub struct Config {
     /// One attempt of any AWS or Kubernetes call that has not answered after this long is given up (and retried
     /// while the deadline allows).
     pub call_timeout: Duration,
+    /// The deployer's own SQS queue, to wake itself when a rollout step is due; `None`: sweeps take due steps.
+    pub rollout_queue_url: Option<String>,
 }
 
 /// How a sweep observes the functions it targets. Events always use GetFunction: they target one or two.
@@ -145,6 +147,7 @@ impl Config {
             deadline_margin,
             update_timeout,
             call_timeout,
+            rollout_queue_url: non_empty("ROLLOUT_QUEUE_URL"),
         })
     }
 

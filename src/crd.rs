@@ -1,6 +1,10 @@
 //! The `LambdaDeployment` resource. The CRD in `crds/` is generated from these types (`cargo run --bin crdgen`);
 //! `///` comments on spec fields are user documentation (`kubectl explain ld.spec`).
 
+mod release;
+
+pub use release::{ALIAS_PATTERN, Analysis, ReleaseRecord, Rollout, RolloutState, Strategy};
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -20,7 +24,7 @@ pub const COMMIT_PATTERN: &str = r"^[0-9a-f]{7,40}$";
 /// Deploys one Lambda function from an artifact in S3: the zip at `s3://<bucket>/<functionName>/<commit>.zip`
 /// (the key template is configurable) is deployed to `functionARN` whenever the function runs different code.
 /// Change `commit` to deploy or roll back.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 // kube's printcolumn(...) repeats `type_ = "string"` per column, which this lint mistakes for duplicate attributes.
 #[allow(clippy::duplicated_attributes)]
 #[kube(
@@ -36,6 +40,8 @@ pub const COMMIT_PATTERN: &str = r"^[0-9a-f]{7,40}$";
     printcolumn(name = "Commit", type_ = "string", json_path = ".spec.commit"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Deployed", type_ = "string", json_path = ".status.deployedCommit"),
+    printcolumn(name = "Version", type_ = "string", json_path = ".status.version"),
+    printcolumn(name = "Weight", type_ = "integer", json_path = ".status.rollout.weight"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     selectable = ".spec.functionName",
     selectable = ".spec.commit"
@@ -62,9 +68,32 @@ pub struct LambdaDeploymentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact: Option<ArtifactLocation>,
 
-    /// Stop deploying this function (drift is left alone) until set back to false.
+    /// Stop deploying this function (drift is left alone, a rollout pauses where it is) until set back to false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
+
+    /// Release through published versions and this alias (e.g. `live`; created if missing): each commit's code is
+    /// published as a version and the alias is moved to it — all at once, or step by step (`strategy`), judged by
+    /// `analysis` and rolled back by itself. A commit whose version was released before is released again by
+    /// moving the alias alone, at once: rolling back is changing `commit`. Without an alias, the function's
+    /// `$LATEST` code is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), pattern(ALIAS_PATTERN))]
+    pub alias: Option<String>,
+
+    /// How traffic moves to a new version (with `alias`). Default: all at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+
+    /// What judges a new version before traffic moves to it and before each promotion (with `alias`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
+
+    /// Versions the deployer published to keep (1–100, default 10) besides the stable and current ones and any an
+    /// alias points to; older ones are deleted (Lambda's code storage is finite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub keep_versions: Option<u32>,
 }
 
 /// An explicit artifact location, overriding the deployer's bucket and key template.
@@ -114,6 +143,15 @@ pub struct LambdaDeploymentStatus {
     /// try this artifact again until `spec.commit` changes or the `lambda-deployer.dev/retry` annotation does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_update: Option<FailedUpdate>,
+    /// The version the alias sends all traffic to, as last verified (`spec.alias`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The release in progress, or the last one (`spec.alias`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+    /// The last releases, newest first (at most 10): what ran when, and what to roll back to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<ReleaseRecord>,
     /// `Ready` (the function runs the desired commit) and `ArtifactAvailable` (the artifact exists in S3).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -133,6 +171,10 @@ pub enum Phase {
     Blocked,
     /// `spec.suspend` is true.
     Suspended,
+    /// A release is moving traffic to the new version step by step (`status.rollout.weight` percent so far).
+    Progressing,
+    /// The new version failed its judgment and all traffic is back on the stable version; see `message`.
+    RolledBack,
 }
 
 /// The artifact object that was verified in S3. `sha256` is remembered by version/ETag so sweeps do not download again.

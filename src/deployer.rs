@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -14,13 +15,17 @@ use crate::arn::ArnGlob;
 use crate::artifact::ArtifactStore;
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::fleet::{self, Fleet, Readers};
+use crate::crd::RolloutState;
+use crate::fleet::{self, Fleet, Readers, Targets};
 use crate::function::Functions;
+use crate::judge::Judge;
 use crate::plan::Policy;
 use crate::reconcile::{FRESH_LISTING, Reported, Worker};
-use crate::report::{self, Outcome};
+use crate::report::{self, Outcome, ReleaseEvent, Released};
 use crate::retry::{Budget, RetryStats};
 use crate::trigger::{self, Trigger};
+use crate::versions::Versions;
+use crate::wakeup::Wakeups;
 use crate::{Error, Result};
 
 /// Who the deployer is, from STS GetCallerIdentity (once per container).
@@ -42,6 +47,9 @@ pub struct Deployer {
     allowed: Vec<ArnGlob>,
     artifacts: ArtifactStore,
     functions: Functions,
+    versions: Versions,
+    judge: Judge,
+    wakeups: Wakeups,
     cluster: Cluster,
     stats: RetryStats,
     fleet: Fleet,
@@ -63,6 +71,12 @@ pub struct Summary {
     pub failed: usize,
     pub blocked: usize,
     pub suspended: usize,
+    /// Releases moving traffic step by step (alias mode).
+    pub progressing: usize,
+    /// Releases whose new version was rolled back (alias mode).
+    pub rolled_back: usize,
+    /// Releases that gave their version all the traffic in this invocation (also counted in `deployed`).
+    pub promoted: usize,
     pub skipped: usize,
     /// Artifact events that matched no LambdaDeployment rule (other bucket, key not matching the template).
     pub ignored_records: usize,
@@ -93,12 +107,17 @@ impl Deployer {
         });
         // A custom endpoint (testbed, LocalStack) is addressed by IP or localhost: virtual-host buckets cannot resolve.
         let s3_config = aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build();
+        let lambda = aws_sdk_lambda::Client::new(sdk);
+        let limits = std::sync::Arc::new(crate::aws::LambdaLimits::default());
         Deployer {
             cluster: Cluster::new(config.cluster.clone(), sdk),
+            artifacts: ArtifactStore::new(aws_sdk_s3::Client::from_conf(s3_config)),
+            functions: Functions::new(lambda.clone(), limits.clone()),
+            versions: Versions::new(lambda, limits),
+            judge: Judge::new(aws_sdk_cloudwatch::Client::new(sdk)),
+            wakeups: Wakeups::new(aws_sdk_sqs::Client::new(sdk), config.rollout_queue_url.clone()),
             config,
             allowed,
-            artifacts: ArtifactStore::new(aws_sdk_s3::Client::from_conf(s3_config)),
-            functions: Functions::new(aws_sdk_lambda::Client::new(sdk)),
             stats: RetryStats::default(),
             fleet: Fleet::default(),
         }
@@ -143,10 +162,14 @@ impl Deployer {
             client: &client,
         };
         let listed_at = Instant::now();
-        let targets = match &trigger {
-            Trigger::Artifacts(events) => self.fleet.for_uploads(&readers, events, work).await?,
-            _ => self.fleet.for_sweep(&readers, &trigger, work).await?,
+        // Boxed as `Send`: the proof that the whole invocation can move between threads is made here, where the
+        // borrows have concrete lifetimes (rustc cannot make it through these generic retries otherwise).
+        let reading: BoxFuture<'_, Result<Targets>> = match &trigger {
+            Trigger::Artifacts(events) => Box::pin(self.fleet.for_uploads(&readers, events, work)),
+            Trigger::Wakeups(wakeups) => Box::pin(self.fleet.for_wakeups(&readers, wakeups, &self.wakeups, work)),
+            _ => Box::pin(self.fleet.for_sweep(&readers, &trigger, work)),
         };
+        let targets = reading.await?;
         summary.considered = targets.listed.len();
         summary.ignored_records = targets.ignored_records;
         let rivals = fleet::preferred_rivals(&targets.listed, &policy);
@@ -155,6 +178,9 @@ impl Deployer {
             policy: &policy,
             artifacts: &self.artifacts,
             functions: &self.functions,
+            versions: &self.versions,
+            judge: &self.judge,
+            wakeups: &self.wakeups,
             client: &client,
             work,
             report: budget,
@@ -194,8 +220,9 @@ impl Deployer {
 }
 
 fn count(summary: &mut Summary, reported: Reported) {
-    let Reported { resource, outcome, status_written, event_recorded, errors } = reported;
+    let Reported { resource, outcome, released, status_written, events_recorded, errors } = reported;
     let counter = match &outcome {
+        Outcome::Released { .. } => release_counter(summary, released.as_ref()),
         Outcome::Deployed { .. } => &mut summary.deployed,
         Outcome::UpToDate { .. } => &mut summary.up_to_date,
         Outcome::Deploying { .. } => &mut summary.deploying,
@@ -208,7 +235,7 @@ fn count(summary: &mut Summary, reported: Reported) {
     };
     *counter += 1;
     summary.status_writes += usize::from(status_written);
-    summary.events_recorded += usize::from(event_recorded);
+    summary.events_recorded += events_recorded;
     let problem = match &outcome {
         Outcome::Failed { message } | Outcome::Invalid { message } => Some(format!("{resource} failed: {message}")),
         Outcome::UpdateFailed { reason, .. } => Some(format!("{resource} failed: Lambda failed the update: {reason}")),
@@ -222,6 +249,20 @@ fn count(summary: &mut Summary, reported: Reported) {
     }
     if summary.dry_run {
         summary.decisions.push(crate::deployer::PlannedDecision { resource, decision: report::describe(&outcome) });
+    }
+}
+
+/// Which count a release's outcome goes to: what traffic does now, and whether this invocation moved it.
+fn release_counter<'s>(summary: &'s mut Summary, released: Option<&Released>) -> &'s mut usize {
+    let events = released.map(|r| r.events.as_slice()).unwrap_or_default();
+    summary.promoted += events.iter().filter(|e| matches!(e, ReleaseEvent::Promoted)).count();
+    match released.and_then(|r| r.rollout.as_ref()).map(|r| r.state) {
+        Some(RolloutState::Progressing) => &mut summary.progressing,
+        Some(RolloutState::RolledBack) => &mut summary.rolled_back,
+        _ if events.iter().any(|e| matches!(e, ReleaseEvent::Promoted | ReleaseEvent::AliasRestored)) => {
+            &mut summary.deployed
+        }
+        _ => &mut summary.up_to_date,
     }
 }
 

@@ -98,6 +98,40 @@ impl Fleet {
         Ok(targets)
     }
 
+    /// The LambdaDeployments whose rollout steps are due. A wake-up for a step further away than SQS can delay
+    /// is the next link of a chain: sent again, for the rest of the wait.
+    pub async fn for_wakeups(
+        &self,
+        at: &Readers<'_>,
+        wakeups: &[crate::wakeup::Wakeup],
+        queue: &crate::wakeup::Wakeups,
+        budget: Budget<'_>,
+    ) -> Result<Targets> {
+        let mut targets = Targets::default();
+        let soon = jiff::Timestamp::now() + std::time::Duration::from_secs(1);
+        for wakeup in wakeups {
+            if wakeup.due_at().is_some_and(|due| due > soon) {
+                queue.schedule(wakeup, budget).await?;
+                continue;
+            }
+            let metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                namespace: Some(wakeup.namespace.clone()),
+                name: Some(wakeup.name.clone()),
+                ..Default::default()
+            };
+            match resources::get(at.client, &metadata, budget).await? {
+                Some(listed) if !targets.listed.iter().any(|t| t.metadata().uid == listed.metadata().uid) => {
+                    targets.listed.push(listed);
+                }
+                Some(_) => {}
+                None => {
+                    tracing::info!(namespace = %wakeup.namespace, name = %wakeup.name, "woken for a LambdaDeployment that no longer exists")
+                }
+            }
+        }
+        Ok(targets)
+    }
+
     /// A sweep's or a plan's LambdaDeployments, with the bulk reads a sweep starts while they are listed.
     pub async fn for_sweep(&self, at: &Readers<'_>, trigger: &Trigger, budget: Budget<'_>) -> Result<Targets> {
         let (progress, listed_so_far) = watch::channel(ListProgress::default());

@@ -20,12 +20,13 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 pub struct Functions {
     lambda: aws_sdk_lambda::Client,
-    limits: LambdaLimits,
+    /// Lambda's quotas are per account and region: shared with [`crate::versions::Versions`].
+    limits: std::sync::Arc<LambdaLimits>,
 }
 
 impl Functions {
-    pub fn new(lambda: aws_sdk_lambda::Client) -> Self {
-        Functions { lambda, limits: LambdaLimits::default() }
+    pub fn new(lambda: aws_sdk_lambda::Client, limits: std::sync::Arc<LambdaLimits>) -> Self {
+        Functions { lambda, limits }
     }
 
     pub async fn observe(&self, arn: &str, budget: Budget<'_>) -> Observed<FunctionState> {
@@ -187,6 +188,33 @@ impl Functions {
                 return last;
             }
         }
+    }
+}
+
+/// GetFunction of the function or of one of its versions or aliases (`qualifier`): GetFunction's own quota.
+/// `Missing` when there is no such function, version or alias.
+pub(crate) async fn get_function(
+    lambda: &aws_sdk_lambda::Client,
+    limits: &LambdaLimits,
+    arn: &str,
+    qualifier: Option<&str>,
+    budget: Budget<'_>,
+) -> Observed<aws_sdk_lambda::operation::get_function::GetFunctionOutput> {
+    let output = budget
+        .run(GET_FUNCTION, Some(&limits.get_function), || async {
+            lambda
+                .get_function()
+                .function_name(arn)
+                .set_qualifier(qualifier.map(String::from))
+                .send()
+                .await
+                .map_err(|e| aws_error("lambda", "GetFunction", e))
+        })
+        .await;
+    match output {
+        Ok(output) => Observed::Found(output),
+        Err(err) if err.aws_code() == Some("ResourceNotFoundException") => Observed::Missing,
+        Err(err) => Observed::failed(&err),
     }
 }
 

@@ -16,12 +16,17 @@ pub mod deployer;
 pub mod error;
 pub mod fleet;
 pub mod function;
+pub mod judge;
 pub mod key;
 pub mod plan;
 pub mod reconcile;
+pub mod release;
 pub mod report;
 pub mod resources;
 pub mod retry;
+pub mod rollout;
 pub mod trigger;
+pub mod versions;
+pub mod wakeup;
 
 pub use error::{Error, Result};

@@ -37,6 +37,16 @@ pub enum Observed<T> {
 }
 
 impl<T> Observed<T> {
+    /// The same observation of something derived from what was found.
+    pub fn map_found<U>(self, f: impl FnOnce(T) -> U) -> Observed<U> {
+        match self {
+            Observed::NotObserved => Observed::NotObserved,
+            Observed::Missing => Observed::Missing,
+            Observed::Found(found) => Observed::Found(f(found)),
+            Observed::Failed(reason) => Observed::Failed(reason),
+        }
+    }
+
     /// What a failed attempt to observe found: nothing, when the deadline stopped it before it was made (the
     /// executor then stops too); a failure to report otherwise.
     pub fn failed(err: &crate::Error) -> Observed<T> {
@@ -141,7 +151,27 @@ pub fn validate(ld: &LambdaDeployment) -> Result<FunctionArn, String> {
     {
         return Err(format!("spec.artifact.key: {key:?} is not a usable S3 key"));
     }
-    FunctionArn::parse(&spec.function_arn).map_err(|e| format!("spec.functionARN: {e}"))
+    let arn = FunctionArn::parse(&spec.function_arn).map_err(|e| format!("spec.functionARN: {e}"))?;
+    crate::release::validate(ld)?;
+    Ok(arn)
+}
+
+/// Why a resource may not be acted on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Invalid(String),
+    Suspended,
+    Blocked(String),
+}
+
+/// Whether the resource may be acted on at all: valid, not suspended, allowed.
+pub fn admit(ld: &LambdaDeployment, policy: &Policy) -> Result<FunctionArn, Refusal> {
+    let arn = validate(ld).map_err(Refusal::Invalid)?;
+    if ld.spec.suspend == Some(true) {
+        return Err(Refusal::Suspended);
+    }
+    authorize(ld, &arn, policy).map_err(Refusal::Blocked)?;
+    Ok(arn)
 }
 
 /// Whether this resource may deploy at all (valid and allowed). Only such resources compete for a function: one
@@ -171,16 +201,12 @@ fn authorize(ld: &LambdaDeployment, arn: &FunctionArn, policy: &Policy) -> Resul
 
 pub fn plan(input: &Input) -> Decision {
     let ld = input.ld;
-    let arn = match validate(ld) {
+    let arn = match admit(ld, input.policy) {
         Ok(arn) => arn,
-        Err(reason) => return Decision::Invalid(reason),
+        Err(Refusal::Invalid(reason)) => return Decision::Invalid(reason),
+        Err(Refusal::Suspended) => return Decision::Suspended,
+        Err(Refusal::Blocked(reason)) => return Decision::Blocked(reason),
     };
-    if ld.spec.suspend == Some(true) {
-        return Decision::Suspended;
-    }
-    if let Err(reason) = authorize(ld, &arn, input.policy) {
-        return Decision::Blocked(reason);
-    }
     let (bucket, key) = artifact_location(ld, input.policy);
     let artifact = match input.artifact {
         Observed::NotObserved => return Decision::ObserveArtifact { bucket, key },
@@ -275,8 +301,7 @@ mod tests {
                 function_arn: ARN.into(),
                 function_name: "orders".into(),
                 commit: COMMIT.into(),
-                artifact: None,
-                suspend: None,
+                ..Default::default()
             },
         );
         ld.metadata.namespace = Some("team-a".into());

@@ -19,10 +19,13 @@ use crate::artifact::ArtifactStore;
 use crate::config::Config;
 use crate::crd::{ArtifactStatus, LambdaDeployment, RETRY_ANNOTATION};
 use crate::function::{Functions, lost_race};
+use crate::judge::Judge;
 use crate::plan::{self, Decision, FunctionState, Input, Observed, Policy};
-use crate::report::{self, Outcome, Subject};
+use crate::report::{self, Outcome, Released, Subject};
 use crate::resources::{self, EventRecord, Listed};
 use crate::retry::Budget;
+use crate::versions::Versions;
+use crate::wakeup::Wakeups;
 
 /// A resource listed less than this long ago is not read again before deploying. The re-read keeps a slow sweep
 /// from deploying a commit the user has replaced meanwhile; a listing this fresh leaves no wider window than the
@@ -38,8 +41,10 @@ const MAX_RACES: u32 = 4;
 pub struct Reported {
     pub resource: String,
     pub outcome: Outcome,
+    /// What a release did (alias mode).
+    pub released: Option<Released>,
     pub status_written: bool,
-    pub event_recorded: bool,
+    pub events_recorded: usize,
     /// Writing the status or Event failed (the outcome itself is in `outcome`).
     pub errors: Vec<String>,
 }
@@ -50,6 +55,9 @@ pub struct Worker<'a> {
     pub policy: &'a Policy<'a>,
     pub artifacts: &'a ArtifactStore,
     pub functions: &'a Functions,
+    pub versions: &'a Versions,
+    pub judge: &'a Judge,
+    pub wakeups: &'a Wakeups,
     pub client: &'a kube::Client,
     /// Observing and acting stop here, keeping time to report.
     pub work: Budget<'a>,
@@ -67,13 +75,29 @@ pub struct Worker<'a> {
     pub fresh_until: Instant,
 }
 
-/// One pass over one resource's spec: an outcome, or the newer spec to start again with.
-enum Step {
-    Done(Outcome),
+/// The end of one resource's work: the outcome, and what a release did.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub outcome: Outcome,
+    pub released: Option<Released>,
+}
+
+impl From<Outcome> for Finished {
+    fn from(outcome: Outcome) -> Self {
+        Finished { outcome, released: None }
+    }
+}
+
+/// One pass over one resource's spec: what happened, or the newer spec to start again with.
+// Made and moved once per resource: boxing the common variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Step {
+    Done(Finished),
     Superseded(Box<Listed>),
 }
 
 /// The result of writing a status: done (with what was written), or the resource changed since it was read.
+#[allow(clippy::large_enum_variant)] // as `Step`
 enum Published {
     Done(Reported),
     Changed(Box<Listed>),
@@ -89,13 +113,15 @@ impl Worker<'_> {
         let mut rounds = 0;
         loop {
             rounds += 1;
-            let (current, outcome) = self.reconcile(target, use_listing, &mut sent).await;
+            let (current, finished) = self.reconcile(target, use_listing, &mut sent).await;
             let (resource, commit) = (resource_key(current.metadata()), current.commit());
-            tracing::info!(%resource, commit, outcome = %serde_json::to_string(&outcome).unwrap_or_default(), "decision");
+            let outcome = serde_json::to_string(&finished.outcome).unwrap_or_default();
+            let released = serde_json::to_string(&finished.released).unwrap_or_default();
+            tracing::info!(%resource, commit, %outcome, %released, "decision");
             if self.dry_run {
-                return Reported::nothing_written(&current, outcome);
+                return Reported::nothing_written(&current, finished);
             }
-            match self.publish(&current, outcome).await {
+            match self.publish(&current, finished).await {
                 Published::Done(reported) => return reported,
                 Published::Changed(fresh) if rounds < MAX_RACES => {
                     tracing::info!(resource = %resource_key(fresh.metadata()), "the resource changed before its status was written; deciding again");
@@ -107,7 +133,7 @@ impl Worker<'_> {
                         message: "the resource kept changing during the invocation; the next sweep picks it up".into(),
                         started: sent,
                     };
-                    let reported = Reported::nothing_written(&fresh, outcome);
+                    let reported = Reported::nothing_written(&fresh, outcome.into());
                     return Reported {
                         errors: vec!["status not written: the resource kept changing".into()],
                         ..reported
@@ -124,7 +150,7 @@ impl Worker<'_> {
         target: Listed,
         use_listing: bool,
         sent: &mut Option<ArtifactStatus>,
-    ) -> (Listed, Outcome) {
+    ) -> (Listed, Finished) {
         let mut target = target;
         let mut use_listing = use_listing;
         for _ in 0..MAX_RACES {
@@ -132,11 +158,15 @@ impl Worker<'_> {
                 Listed::Valid(ld) => ld,
                 Listed::Undecodable { reason, .. } => {
                     let outcome = Outcome::Invalid { message: reason.clone() };
-                    return (target, outcome);
+                    return (target, outcome.into());
                 }
             };
-            match self.reconcile_spec(ld, use_listing, sent).await {
-                Step::Done(outcome) => return (target, outcome),
+            let step = match crate::release::validate(ld) {
+                Ok(Some(release)) => self.release(ld, &release, use_listing, sent).await,
+                _ => self.reconcile_spec(ld, use_listing, sent).await,
+            };
+            match step {
+                Step::Done(finished) => return (target, finished),
                 Step::Superseded(fresh) => {
                     tracing::info!(resource = %ld.key(), "spec changed during the invocation; deciding again");
                     target = *fresh;
@@ -145,39 +175,30 @@ impl Worker<'_> {
             }
         }
         let message = "the resource kept changing during the invocation; the next sweep picks it up".to_string();
-        (target, Outcome::Deploying { message, started: sent.clone() })
+        (target, Outcome::Deploying { message, started: sent.clone() }.into())
     }
 
-    async fn reconcile_spec(
+    /// The `$LATEST` deploy: brings the function's code to the artifact.
+    pub(crate) async fn reconcile_spec(
         &self,
         ld: &LambdaDeployment,
         use_listing: bool,
         sent: &mut Option<ArtifactStatus>,
     ) -> Step {
-        let mut slot = Some(self.acting.acquire().await.expect("the acting semaphore is never closed"));
-        // No resource is started this close to the deadline; one started goes on until the deadline.
-        if self.work.deadline.is_some_and(|deadline| Instant::now() + self.config.deadline_margin >= deadline) {
-            return Step::Done(Outcome::Skipped);
-        }
+        let Some(slot) = self.start().await else { return Step::Done(Outcome::Skipped.into()) };
+        let mut slot = Some(slot);
         let policy = self.policy;
         let arn = ld.spec.function_arn.as_str();
         let me = ld.key();
         let listed = self.listed_functions.get(arn).filter(|_| use_listing);
         let mut function = listed.map_or(Observed::NotObserved, |listed| Observed::Found(listed.clone()));
         let known = ld.status.as_ref().and_then(|s| s.artifact.as_ref());
-        let (bucket, key) = plan::artifact_location(ld, policy);
-        let unchanged = known.filter(|known| {
-            use_listing
-                && bucket == self.config.artifact_bucket
-                && (known.bucket.as_str(), known.key.as_str()) == (bucket.as_str(), key.as_str())
-                && known.etag.is_some()
-                && self.objects.get(&key) == known.etag.as_ref()
-        });
+        let unchanged = self.unchanged_artifact(ld, use_listing);
         let mut artifact_from_listing = unchanged.is_some();
         let mut artifact = unchanged.map_or(Observed::NotObserved, |known| Observed::Found(known.clone()));
         let rival = self.rivals.get(&me).map(String::as_str);
         let mut races = 0;
-        let done = Step::Done;
+        let done = |outcome: Outcome| Step::Done(outcome.into());
         loop {
             let decision = plan::plan(&Input {
                 ld,
@@ -301,8 +322,35 @@ impl Worker<'_> {
         }
     }
 
+    /// Takes an acting slot to start on a resource; `None` when the deadline is too close to start anything (one
+    /// started goes on until the deadline).
+    pub(crate) async fn start(&self) -> Option<SemaphorePermit<'_>> {
+        let slot = self.acting.acquire().await.expect("the acting semaphore is never closed");
+        let too_late =
+            self.work.deadline.is_some_and(|deadline| Instant::now() + self.config.deadline_margin >= deadline);
+        (!too_late).then_some(slot)
+    }
+
+    /// The artifact the status recorded, when the bucket's listing shows it unchanged (same ETag): known without
+    /// reading it.
+    pub(crate) fn unchanged_artifact<'l>(
+        &self,
+        ld: &'l LambdaDeployment,
+        use_listing: bool,
+    ) -> Option<&'l ArtifactStatus> {
+        let (bucket, key) = plan::artifact_location(ld, self.policy);
+        let known = ld.status.as_ref().and_then(|s| s.artifact.as_ref());
+        known.filter(|known| {
+            use_listing
+                && bucket == self.config.artifact_bucket
+                && (known.bucket.as_str(), known.key.as_str()) == (bucket.as_str(), key.as_str())
+                && known.etag.is_some()
+                && self.objects.get(&key) == known.etag.as_ref()
+        })
+    }
+
     /// Takes an acting slot again after a wait (or keeps the one held).
-    async fn hold<'s>(&'s self, slot: &mut Option<SemaphorePermit<'s>>) {
+    pub(crate) async fn hold<'s>(&'s self, slot: &mut Option<SemaphorePermit<'s>>) {
         if slot.is_none() {
             *slot = Some(self.acting.acquire().await.expect("the acting semaphore is never closed"));
         }
@@ -341,13 +389,13 @@ impl Worker<'_> {
 
     /// Re-reads the resource. `Some` when it changed (decide again on the new spec) or was deleted (do nothing);
     /// `None` when it is unchanged, or when it cannot be read (then the listed spec is all we know).
-    async fn superseded(&self, ld: &LambdaDeployment) -> Option<Step> {
+    pub(crate) async fn superseded(&self, ld: &LambdaDeployment) -> Option<Step> {
         match resources::get(self.client, &ld.metadata, self.work).await {
             Ok(Some(fresh)) if fresh.metadata().generation != ld.metadata.generation => {
                 Some(Step::Superseded(Box::new(fresh)))
             }
             Ok(Some(_)) => None,
-            Ok(None) => Some(Step::Done(Outcome::Skipped)),
+            Ok(None) => Some(Step::Done(Outcome::Skipped.into())),
             Err(err) => {
                 tracing::warn!(resource = %ld.key(), error = %err, "cannot re-read the resource before deploying");
                 None
@@ -355,16 +403,16 @@ impl Worker<'_> {
         }
     }
 
-    /// Logs the decision, writes the status if it changed, records the Event if one is due.
-    async fn publish(&self, target: &Listed, outcome: Outcome) -> Published {
-        let mut reported = Reported::nothing_written(target, outcome);
+    /// Writes the status if it changed, records the Events that are due.
+    async fn publish(&self, target: &Listed, finished: Finished) -> Published {
+        let mut reported = Reported::nothing_written(target, finished);
         let status = target.status();
         let subject = subject(target.metadata(), target.commit());
-        let outcome = &reported.outcome;
+        let (outcome, released) = (&reported.outcome, reported.released.as_ref());
         // Whole seconds, as Kubernetes stores condition times: what is read back then equals what was written.
         let now = jiff::Timestamp::now();
         let now = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
-        let Some(new_status) = report::desired_status(status, subject, outcome, now) else {
+        let Some(new_status) = report::desired_status(status, subject, outcome, released, now) else {
             return Published::Done(reported);
         };
         let metadata = target.metadata();
@@ -384,11 +432,15 @@ impl Worker<'_> {
                 },
             }
         }
-        if let Some((reason, note, warning)) = report::event_for(status, &new_status, outcome) {
-            let action = if matches!(outcome, Outcome::Deployed { .. }) { "UpdateFunctionCode" } else { "Reconcile" };
+        for (reason, note, warning) in report::events_for(status, &new_status, outcome, released) {
+            let action = match outcome {
+                Outcome::Deployed { .. } => "UpdateFunctionCode",
+                Outcome::Released { .. } => "UpdateAlias",
+                _ => "Reconcile",
+            };
             let event = EventRecord { reason, note, warning, action };
             match resources::record_event(self.client, metadata, event, self.report).await {
-                Ok(()) => reported.event_recorded = true,
+                Ok(()) => reported.events_recorded += 1,
                 Err(err) => {
                     tracing::error!(resource = %reported.resource, error = %err, "recording the Event failed");
                     reported.errors.push(err.to_string());
@@ -400,12 +452,13 @@ impl Worker<'_> {
 }
 
 impl Reported {
-    fn nothing_written(target: &Listed, outcome: Outcome) -> Reported {
+    fn nothing_written(target: &Listed, finished: Finished) -> Reported {
         Reported {
             resource: resource_key(target.metadata()),
-            outcome,
+            outcome: finished.outcome,
+            released: finished.released,
             status_written: false,
-            event_recorded: false,
+            events_recorded: 0,
             errors: Vec::new(),
         }
     }

@@ -4,7 +4,11 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde::Serialize;
 
-use crate::crd::{ArtifactStatus, FailedUpdate, LambdaDeploymentStatus, Phase, RETRY_ANNOTATION, UpdateRecord};
+use crate::crd::{
+    ArtifactStatus, FailedUpdate, LambdaDeploymentStatus, Phase, RETRY_ANNOTATION, ReleaseRecord, Rollout,
+    RolloutState, UpdateRecord,
+};
+use crate::release::HISTORY;
 
 /// What happened to one LambdaDeployment in this invocation.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -28,6 +32,10 @@ pub enum Outcome {
     UpdateFailed {
         artifact: ArtifactStatus,
         reason: String,
+    },
+    /// A release through the alias: where it stands is in the [`Released`] reported with it.
+    Released {
+        artifact: ArtifactStatus,
     },
     WaitingForArtifact {
         bucket: String,
@@ -55,7 +63,7 @@ pub enum Outcome {
 pub fn describe(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Planned { decision } => decision.clone(),
-        Outcome::Deployed { .. } | Outcome::UpToDate { .. } => "up to date".into(),
+        Outcome::Deployed { .. } | Outcome::UpToDate { .. } | Outcome::Released { .. } => "up to date".into(),
         Outcome::Deploying { message, .. } => format!("would wait: {message}"),
         Outcome::UpdateFailed { reason, .. } => format!("failed: Lambda failed the last update: {reason}"),
         Outcome::WaitingForArtifact { bucket, key } => format!("waiting for s3://{bucket}/{key}"),
@@ -79,6 +87,33 @@ pub fn would_deploy(artifact: &ArtifactStatus, drift: bool) -> String {
     )
 }
 
+/// What a release did in this invocation (alias mode), reported with the outcome.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Released {
+    pub alias: String,
+    /// The version the alias's main share goes to now.
+    pub version: String,
+    pub rollout: Option<Rollout>,
+    /// Releases that ended in this invocation, oldest first.
+    pub finished: Vec<ReleaseRecord>,
+    pub events: Vec<ReleaseEvent>,
+}
+
+/// What happened to a release, each worth an Event.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum ReleaseEvent {
+    Started,
+    StepAdvanced,
+    Promoted,
+    RolledBack,
+    Superseded,
+    /// The alias had been moved out of band from the released version and was put back.
+    AliasRestored,
+    /// Status and alias disagreed; the alias was believed.
+    AliasDisagreed(String),
+}
+
 /// What a status describes: the resource's generation, its commit, and its retry annotation.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Subject<'a> {
@@ -94,6 +129,7 @@ pub fn desired_status(
     old: Option<&LambdaDeploymentStatus>,
     subject: Subject,
     outcome: &Outcome,
+    released: Option<&Released>,
     now: jiff::Timestamp,
 ) -> Option<LambdaDeploymentStatus> {
     let Subject { generation, commit, retry } = subject;
@@ -109,8 +145,20 @@ pub fn desired_status(
         // An unconfirmed update and a failed one stay known while the commit is the same.
         pending_update: old_or_default.pending_update.clone().filter(|p| same_commit(&p.commit)),
         failed_update: old_or_default.failed_update.clone().filter(|f| same_commit(&f.commit)),
+        version: old_or_default.version.clone(),
+        rollout: old_or_default.rollout.clone(),
+        history: old_or_default.history.clone(),
         ..Default::default()
     };
+    if let Some(released) = released {
+        status.version = Some(released.version.clone());
+        status.rollout = released.rollout.clone();
+        for record in &released.finished {
+            status.history.retain(|h| (&h.version, &h.started_at) != (&record.version, &record.started_at));
+            status.history.insert(0, record.clone());
+        }
+        status.history.truncate(HISTORY);
+    }
     let (phase, message, ready, artifact_available) = match outcome {
         Outcome::Deployed { artifact, .. } | Outcome::UpToDate { artifact } => {
             status.deployed_commit = commit.map(String::from);
@@ -153,6 +201,12 @@ pub fn desired_status(
             );
             (Phase::Failed, message, ("False", "UpdateFailed"), ("True", "Found"))
         }
+        Outcome::Released { artifact } => {
+            status.artifact = Some(artifact.clone());
+            status.pending_update = None;
+            status.failed_update = None;
+            release_phase(&mut status, released, commit.unwrap_or_default(), artifact, now)
+        }
         Outcome::WaitingForArtifact { bucket, key } => (
             Phase::WaitingForArtifact,
             format!("waiting for s3://{bucket}/{key}"),
@@ -185,6 +239,58 @@ pub fn desired_status(
         condition(old_conditions, "ArtifactAvailable", artifact_available, &artifact_message(outcome), generation, now),
     ];
     Some(status)
+}
+
+/// Phase, message and conditions of a release; the function's verified code when the alias serves the artifact.
+fn release_phase(
+    status: &mut LambdaDeploymentStatus,
+    released: Option<&Released>,
+    commit: &str,
+    artifact: &ArtifactStatus,
+    now: jiff::Timestamp,
+) -> (Phase, String, (&'static str, &'static str), (&'static str, &'static str)) {
+    let found = ("True", "Found");
+    let alias = released.map(|r| r.alias.as_str()).unwrap_or_default();
+    let version = released.map(|r| r.version.as_str()).unwrap_or_default();
+    let rollout = released.and_then(|r| r.rollout.as_ref()).filter(|r| r.commit == commit);
+    match rollout.map(|r| (r, r.state)) {
+        Some((r, RolloutState::Progressing)) => {
+            let mut message = format!(
+                "releasing commit {commit} as version {} on alias {alias}: {}% of the traffic (step {}), the rest on \
+                 version {}",
+                r.version,
+                r.weight,
+                r.step,
+                r.stable_version.as_deref().unwrap_or("-")
+            );
+            if let Some(next) = &r.next_step_at {
+                message.push_str(&format!("; next step at {next}"));
+            }
+            if let Some(reason) = &r.reason {
+                message.push_str(&format!("; held: {reason}"));
+            }
+            (Phase::Progressing, message, ("False", "Progressing"), found)
+        }
+        Some((r, RolloutState::RolledBack)) => {
+            let message = format!(
+                "version {} (commit {commit}) was rolled back: {}. Alias {alias} sends all traffic to version {version}. \
+                 Not retried: change spec.commit, or set annotation {RETRY_ANNOTATION} to a new value to try again",
+                r.version,
+                r.reason.as_deref().unwrap_or("no reason given")
+            );
+            (Phase::RolledBack, message, ("False", "RolledBack"), found)
+        }
+        _ => {
+            let deployed = status.deployed_commit.as_deref() != Some(commit) || status.last_deployed_at.is_none();
+            if released.is_some_and(|r| r.events.iter().any(|e| matches!(e, ReleaseEvent::Promoted))) || deployed {
+                status.last_deployed_at = Some(now.to_string());
+            }
+            status.deployed_commit = Some(commit.to_string());
+            status.code_sha256 = Some(artifact.sha256.clone());
+            let message = format!("function runs commit {commit} (version {version} on alias {alias})");
+            (Phase::Deployed, message, ("True", "Deployed"), found)
+        }
+    }
 }
 
 fn artifact_message(outcome: &Outcome) -> String {
@@ -229,17 +335,22 @@ fn condition(
     }
 }
 
-/// The Event to record for this outcome, if any: every deploy, and each change into a waiting/failed/blocked
-/// state (not every sweep that finds it unchanged).
-pub fn event_for(
+/// An Event: its reason, note, and whether it is a warning.
+pub type EventNote = (&'static str, String, bool);
+
+/// The Events to record for this outcome: every deploy, each step of a release, and each change into a
+/// waiting/failed/blocked state (not every sweep that finds it unchanged).
+pub fn events_for(
     old: Option<&LambdaDeploymentStatus>,
     new: &LambdaDeploymentStatus,
     outcome: &Outcome,
-) -> Option<(&'static str, String, bool)> {
+    released: Option<&Released>,
+) -> Vec<EventNote> {
+    let mut events: Vec<EventNote> = released.map(release_events).unwrap_or_default();
     let changed = old.map(|o| (o.phase, &o.message, o.observed_generation))
         != Some((new.phase, &new.message, new.observed_generation));
     let message = new.message.clone().unwrap_or_default();
-    match outcome {
+    let event = match outcome {
         Outcome::Deployed { artifact, drift } => {
             let note = format!(
                 "deployed s3://{}/{} (version {}) with CodeSha256 {}",
@@ -259,7 +370,63 @@ pub fn event_for(
         Outcome::UpdateFailed { .. } if changed => Some(("UpdateFailed", message, true)),
         Outcome::Blocked { .. } if changed => Some(("Blocked", message, true)),
         _ => None,
-    }
+    };
+    events.extend(event);
+    events
+}
+
+fn release_events(released: &Released) -> Vec<EventNote> {
+    let alias = &released.alias;
+    let rollout = released.rollout.as_ref();
+    let version = rollout.map(|r| r.version.as_str()).unwrap_or(released.version.as_str());
+    let commit = rollout.map(|r| r.commit.as_str()).unwrap_or_default();
+    let finished = |state: RolloutState| released.finished.iter().rev().find(|f| f.outcome == state);
+    released
+        .events
+        .iter()
+        .map(|event| match event {
+            ReleaseEvent::Started => (
+                "ReleaseStarted",
+                format!(
+                    "releasing commit {commit} as version {version} on alias {alias}: {}% of the traffic first",
+                    rollout.map_or(100, |r| r.weight)
+                ),
+                false,
+            ),
+            ReleaseEvent::StepAdvanced => (
+                "StepAdvanced",
+                format!("version {version} now gets {}% of alias {alias}'s traffic", rollout.map_or(0, |r| r.weight)),
+                false,
+            ),
+            ReleaseEvent::Promoted => {
+                ("Promoted", format!("version {version} (commit {commit}) has all of alias {alias}'s traffic"), false)
+            }
+            ReleaseEvent::RolledBack => {
+                let record = finished(RolloutState::RolledBack);
+                let (version, commit) = record.map_or((version, commit), |f| (f.version.as_str(), f.commit.as_str()));
+                let reason = record.and_then(|f| f.reason.as_deref()).unwrap_or("no reason given");
+                let note = format!(
+                    "version {version} (commit {commit}) rolled back: {reason}; alias {alias} sends all traffic to \
+                     version {}",
+                    released.version
+                );
+                ("RolledBack", note, true)
+            }
+            ReleaseEvent::Superseded => {
+                let record = finished(RolloutState::Superseded);
+                let note = record.map_or_else(String::new, |f| {
+                    format!("version {} (commit {}) {}", f.version, f.commit, f.reason.as_deref().unwrap_or_default())
+                });
+                ("Superseded", note, false)
+            }
+            ReleaseEvent::AliasRestored => (
+                "AliasRestored",
+                format!("alias {alias} was moved out of band; it sends all traffic to version {version} again"),
+                true,
+            ),
+            ReleaseEvent::AliasDisagreed(note) => ("AliasDisagreed", note.clone(), true),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -287,9 +454,14 @@ mod tests {
     #[test]
     fn an_in_sync_resource_gets_the_same_status_again() {
         let deployed = Outcome::Deployed { artifact: artifact(), drift: false };
-        let first = desired_status(None, subject(1, "abcdef1"), &deployed, at(0)).unwrap();
-        let later =
-            desired_status(Some(&first), subject(1, "abcdef1"), &Outcome::UpToDate { artifact: artifact() }, at(300));
+        let first = desired_status(None, subject(1, "abcdef1"), &deployed, None, at(0)).unwrap();
+        let later = desired_status(
+            Some(&first),
+            subject(1, "abcdef1"),
+            &Outcome::UpToDate { artifact: artifact() },
+            None,
+            at(300),
+        );
         assert_eq!(later.as_ref(), Some(&first), "an up-to-date sweep must not need a status write");
     }
 
@@ -299,11 +471,12 @@ mod tests {
             None,
             subject(1, "abcdef1"),
             &Outcome::Deployed { artifact: artifact(), drift: false },
+            None,
             at(0),
         )
         .unwrap();
         let waiting = Outcome::WaitingForArtifact { bucket: "b".into(), key: "f/1234567.zip".into() };
-        let status = desired_status(Some(&deployed), subject(2, "1234567"), &waiting, at(10)).unwrap();
+        let status = desired_status(Some(&deployed), subject(2, "1234567"), &waiting, None, at(10)).unwrap();
         assert_eq!(status.phase, Some(Phase::WaitingForArtifact));
         assert_eq!(status.deployed_commit.as_deref(), Some("abcdef1"));
         let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
@@ -313,24 +486,24 @@ mod tests {
     #[test]
     fn waiting_is_announced_once_not_on_every_sweep() {
         let waiting = Outcome::WaitingForArtifact { bucket: "b".into(), key: "k".into() };
-        let first = desired_status(None, subject(1, "abcdef1"), &waiting, at(0)).unwrap();
-        assert!(event_for(None, &first, &waiting).is_some());
-        let again = desired_status(Some(&first), subject(1, "abcdef1"), &waiting, at(300)).unwrap();
+        let first = desired_status(None, subject(1, "abcdef1"), &waiting, None, at(0)).unwrap();
+        assert_eq!(events_for(None, &first, &waiting, None).len(), 1);
+        let again = desired_status(Some(&first), subject(1, "abcdef1"), &waiting, None, at(300)).unwrap();
         assert_eq!(again, first);
-        assert!(event_for(Some(&first), &again, &waiting).is_none());
+        assert!(events_for(Some(&first), &again, &waiting, None).is_empty());
     }
 
     #[test]
     fn drift_correction_is_its_own_event() {
         let outcome = Outcome::Deployed { artifact: artifact(), drift: true };
-        let status = desired_status(None, subject(1, "abcdef1"), &outcome, at(0)).unwrap();
-        assert_eq!(event_for(None, &status, &outcome).unwrap().0, "DriftCorrected");
+        let status = desired_status(None, subject(1, "abcdef1"), &outcome, None, at(0)).unwrap();
+        assert_eq!(events_for(None, &status, &outcome, None)[0].0, "DriftCorrected");
     }
 
     #[test]
     fn skipped_and_planned_outcomes_write_nothing() {
         let subject = Subject { generation: Some(1), ..Subject::default() };
-        assert!(desired_status(None, subject, &Outcome::Skipped, at(0)).is_none());
-        assert!(desired_status(None, subject, &Outcome::Planned { decision: "x".into() }, at(0)).is_none());
+        assert!(desired_status(None, subject, &Outcome::Skipped, None, at(0)).is_none());
+        assert!(desired_status(None, subject, &Outcome::Planned { decision: "x".into() }, None, at(0)).is_none());
     }
 }

@@ -19,6 +19,8 @@ pub const REPORTING_CONTROLLER: &str = "lambda-deployer.dev/deployer";
 /// One listed object: a LambdaDeployment, or an object of the kind that does not decode (stored with validation
 /// bypassed, or under an older schema). The latter is reported as Failed, and never stops the others.
 #[derive(Clone, Debug)]
+// Both variants carry an object's worth of data; boxing one would not shrink a list of them.
+#[allow(clippy::large_enum_variant)]
 pub enum Listed {
     Valid(LambdaDeployment),
     Undecodable { metadata: ObjectMeta, status: Option<LambdaDeploymentStatus>, reason: String },

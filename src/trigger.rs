@@ -8,6 +8,8 @@
 //!   detail-types are skipped.
 //! - EventBridge `Scheduled Event` from `aws.events`: a full sweep.
 //! - Direct invoke: `{"action": "sweep"}`, or `{"action": "plan"}` with optional `namespace` and `name`.
+//! - SQS messages from the deployer's own rollout queue (`{"Records": [{"eventSource": "aws:sqs", "body": ...}]}`):
+//!   each body names a LambdaDeployment whose rollout step is due ([`crate::wakeup::Wakeup`]).
 //!
 //! Anything else is [`Error::Payload`], non-retryable, naming what was received without echoing large input.
 
@@ -28,6 +30,8 @@ pub enum Trigger {
     Sweep { source: SweepSource },
     /// Dry run: decide and report, change nothing. `name` without `namespace` means that name in every namespace.
     Plan { namespace: Option<String>, name: Option<String> },
+    /// Rollout steps due (the deployer's own SQS messages).
+    Wakeups(Vec<crate::wakeup::Wakeup>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +64,7 @@ impl Trigger {
             Trigger::Sweep { source: SweepSource::Schedule } => "schedule",
             Trigger::Sweep { source: SweepSource::Direct } => "sweep",
             Trigger::Plan { .. } => "plan",
+            Trigger::Wakeups(_) => "wakeup",
         }
     }
 }
@@ -99,6 +104,9 @@ fn decode_s3_notification(records: &Value) -> Result<Trigger, Error> {
     if records.is_empty() {
         return Err(Error::Payload("S3 notification has an empty \"Records\" array".into()));
     }
+    if records.first().and_then(|r| r.get("eventSource")).and_then(Value::as_str) == Some("aws:sqs") {
+        return decode_wakeups(records);
+    }
     let mut events = Vec::new();
     let mut problems = Vec::new();
     for (index, record) in records.iter().enumerate() {
@@ -111,11 +119,7 @@ fn decode_s3_notification(records: &Value) -> Result<Trigger, Error> {
     if events.is_empty()
         && let Some(first) = problems.first()
     {
-        let more = match problems.len() {
-            1 => String::new(),
-            n => format!(" (and {} more unusable records)", n - 1),
-        };
-        return Err(Error::Payload(format!("{first}{more}")));
+        return Err(Error::Payload(format!("{first}{}", more_unusable(problems.len()))));
     }
     for problem in &problems {
         tracing::warn!(problem = %problem, "skipped an unusable S3 notification record");
@@ -146,6 +150,57 @@ fn decode_s3_record(record: &Value) -> Result<Option<ArtifactEvent>, String> {
     let key = decode_s3_key(encoded_key)?;
     let version_id = optional_string_at(record, &["s3", "object", "versionId"])?;
     Ok(Some(ArtifactEvent { bucket: bucket.to_owned(), key, version_id, source: ArtifactSource::S3Notification }))
+}
+
+/// The rollout queue's messages: each body a [`crate::wakeup::Wakeup`]. A record that is not one is skipped with
+/// a warning (it cannot become one by retrying); a batch with no usable record is an error.
+fn decode_wakeups(records: &[Value]) -> Result<Trigger, Error> {
+    let mut wakeups = Vec::new();
+    let mut problems = Vec::new();
+    for (index, record) in records.iter().enumerate() {
+        let decoded = record
+            .as_object()
+            .ok_or_else(|| format!("record is {}, expected an object", json_type(record)))
+            .and_then(|record| match record.get("eventSource").and_then(Value::as_str) {
+                Some("aws:sqs") => string_at(record, &["body"]).map(str::to_owned),
+                other => {
+                    Err(format!("eventSource is {}, expected \"aws:sqs\"", other.map_or("(missing)".into(), quoted)))
+                }
+            })
+            .and_then(|body| {
+                let wakeup = serde_json::from_str::<crate::wakeup::Wakeup>(&body)
+                    .map_err(|e| format!("body is not a rollout wake-up: {e}"))?;
+                if wakeup.action != "advance" {
+                    return Err(format!("action {} is not \"advance\"", quoted(&wakeup.action)));
+                }
+                for (field, value) in [("namespace", &wakeup.namespace), ("name", &wakeup.name)] {
+                    object_name(value).map_err(|what| format!("{field} {what}"))?;
+                }
+                wakeup.due_at().ok_or_else(|| format!("due {} is not an RFC 3339 time", quoted(&wakeup.due)))?;
+                Ok(wakeup)
+            });
+        match decoded {
+            Ok(wakeup) => wakeups.push(wakeup),
+            Err(problem) => problems.push(format!("Records[{index}]: {problem}")),
+        }
+    }
+    if wakeups.is_empty()
+        && let Some(first) = problems.first()
+    {
+        return Err(Error::Payload(format!("{first}{}", more_unusable(problems.len()))));
+    }
+    for problem in &problems {
+        tracing::warn!(problem = %problem, "skipped an unusable SQS record");
+    }
+    Ok(Trigger::Wakeups(wakeups))
+}
+
+/// ` (and N more unusable records)` after the first of `problems` problems.
+fn more_unusable(problems: usize) -> String {
+    match problems {
+        0 | 1 => String::new(),
+        n => format!(" (and {} more unusable records)", n - 1),
+    }
 }
 
 /// S3 notification keys are form-encoded: `+` is a space (a real `+` arrives as `%2B`), then %-escapes.
@@ -235,11 +290,17 @@ fn optional_object_name(invoke: &Map<String, Value>, field: &str) -> Result<Opti
     let Some(text) = value.as_str() else {
         return Err(invalid(format!("is {}, expected a string", json_type(value))));
     };
+    object_name(text).map_err(invalid)?;
+    Ok(Some(text.to_owned()))
+}
+
+/// A Kubernetes object name (lowercase RFC 1123, at most 253 characters), or what is wrong with it.
+fn object_name(text: &str) -> Result<(), String> {
     let valid_chars = text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
     if text.is_empty() || text.len() > 253 || !valid_chars {
-        return Err(invalid(format!("{} is not a Kubernetes object name (1-253 of a-z, 0-9, '-', '.')", quoted(text))));
+        return Err(format!("{} is not a Kubernetes object name (1-253 of a-z, 0-9, '-', '.')", quoted(text)));
     }
-    Ok(Some(text.to_owned()))
+    Ok(())
 }
 
 /// The string at `path`, or a reason naming the path.

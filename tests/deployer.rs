@@ -90,35 +90,56 @@ async fn duplicate_events_and_an_event_racing_a_sweep_deploy_exactly_once() {
     assert_eq!((again.deployed, again.up_to_date), (0, 1));
     assert_eq!(world.successful_updates(&function), 1);
 
-    // An event and a sweep at the same time, from two deployer instances (two containers).
+    // An event and a sweep at the same time, from two deployer instances (two containers), on a function its LD
+    // already owns. Both looks at the function are answered 1.5 s late, so both see the same RevisionId before
+    // either updates: the race surely happens.
     let arn = world.create_function("race", "initial").await;
     let function = world.function_name("race");
     let c2 = commit("duplicates-2");
     world.apply_ld("race", &arn, &function, &c2).await;
     let key = format!("{function}/{c2}.zip");
     let (version, sha) = world.upload(&key, "race release").await;
+    let owner = format!("{}/race", world.namespace);
+    world.lambda.tag_resource().resource(&arn).tags(lambda_deployer::crd::OWNER_TAG, owner).send().await.unwrap();
     let other = world.deployer(&[]).await;
+    let slow_look = Fault::new("GetFunction", FaultAction::Latency { ms: 1500 }).function(&function).after_apply();
+    world.testbed.aws().inject(slow_look.when(testbed::aws::Trigger::Next(2))).unwrap();
     let event = world.s3_event(&key, &version);
     let sweep = json!({"action": "sweep"});
     let (a, b) = tokio::join!(deployer.handle(&event, None), other.handle(&sweep, None));
+    world.testbed.aws().clear_faults();
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(world.successful_updates(&function), 1, "exactly one UpdateFunctionCode succeeded");
     assert_eq!(world.code_sha256(&function).await, sha);
     assert_eq!(a.failed + b.failed, 0, "the loser re-observes instead of failing: {a:?} {b:?}");
+    let lost = world.calls_to(&function, "UpdateFunctionCode").into_iter().filter(|s| matches!(s, 409 | 412)).count();
+    assert_eq!(lost, 1, "the race happened: the loser's update met the winner's (409 or 412)");
+    assert_eq!(a.deployed + b.deployed, 1, "one deploy reported: {a:?} {b:?}");
 
-    // Two sweeps at the same time over the same resources.
+    // Two sweeps at the same time over the same resources, both looking before either updates.
     let c3 = commit("duplicates-3");
     world.set_commit("dup", &c3).await;
     world.set_commit("race", &c3).await;
     let (_, dup_sha) = world.upload(&format!("{}/{c3}.zip", world.function_name("dup")), "dup release 3").await;
     let (_, race_sha) = world.upload(&format!("{}/{c3}.zip", world.function_name("race")), "race release 3").await;
+    for label in ["dup", "race"] {
+        let slow_look = Fault::new("GetFunction", FaultAction::Latency { ms: 1500 })
+            .function(&world.function_name(label))
+            .after_apply();
+        world.testbed.aws().inject(slow_look.when(testbed::aws::Trigger::Next(2))).unwrap();
+    }
     let (a, b) = tokio::join!(deployer.handle(&sweep, None), other.handle(&sweep, None));
+    world.testbed.aws().clear_faults();
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!((a.deployed + b.deployed, a.failed + b.failed), (2, 0), "{a:?} {b:?}");
     assert_eq!(world.successful_updates(&world.function_name("dup")), 2);
     assert_eq!(world.successful_updates(&function), 2);
     assert_eq!(world.code_sha256(&world.function_name("dup")).await, dup_sha);
     assert_eq!(world.code_sha256(&function).await, race_sha);
+    for label in ["dup", "race"] {
+        let statuses = world.calls_to(&world.function_name(label), "UpdateFunctionCode");
+        assert!(statuses.iter().any(|s| matches!(s, 409 | 412)), "{label}: the two sweeps raced: {statuses:?}");
+    }
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod support;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use base64::Engine;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DynamicObject, ListParams};
 use lambda_deployer::deployer::Deployer;
@@ -169,15 +170,28 @@ async fn no_credential_or_token_appears_in_statuses_events_summaries_errors_or_l
     assert!(events.iter().any(|e| e.reason.as_deref() == Some("Deployed")) && logs.lines().count() > 20);
 
     let deployer_identity = AwsIdentity::deployer();
-    let secrets = [
-        ("the deployer's secret access key", deployer_identity.secret_access_key.as_str()),
-        ("the cluster admin token", world.testbed.kube().admin_token()),
-        ("an EKS bearer token", "k8s-aws-v1."),
-        ("a presigned URL's signature", "X-Amz-Signature"),
-        ("a presigned URL's credential", "X-Amz-Credential"),
+    let mut secrets = vec![
+        ("the deployer's secret access key".to_string(), deployer_identity.secret_access_key.clone()),
+        ("the cluster admin token".to_string(), world.testbed.kube().admin_token().to_string()),
+        ("an EKS bearer token's prefix".to_string(), "k8s-aws-v1.".to_string()),
+        ("a presigned URL's signature parameter".to_string(), "X-Amz-Signature".to_string()),
+        ("a presigned URL's credential parameter".to_string(), "X-Amz-Credential".to_string()),
     ];
+    // Every token the deployer really presented: its body (with or without the prefix, in any part), and the
+    // signature inside the presigned URL it encodes.
+    let tokens = world.testbed.kube().eks_tokens();
+    assert!(!tokens.is_empty(), "the deployer authenticated with EKS tokens");
+    for token in &tokens {
+        let body = token.strip_prefix("k8s-aws-v1.").expect("an EKS token");
+        for (i, part) in body.as_bytes().chunks(24).enumerate() {
+            secrets.push((format!("part {i} of an EKS token's body"), String::from_utf8_lossy(part).into_owned()));
+        }
+        let url = String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body).unwrap()).unwrap();
+        let signature = url.split('&').find_map(|p| p.strip_prefix("X-Amz-Signature=")).expect("a signature");
+        secrets.push(("an EKS token's signature".to_string(), signature.to_string()));
+    }
     let lowered = everything.to_lowercase();
-    for (what, secret) in secrets {
+    for (what, secret) in &secrets {
         if let Some(at) = lowered.find(&secret.to_lowercase()) {
             let start = lowered[..at].chars().count().saturating_sub(80);
             panic!("{what} leaked: …{}…", lowered.chars().skip(start).take(200).collect::<String>());

@@ -35,13 +35,27 @@ fn one_or_many(value: &Value) -> Vec<Value> {
     }
 }
 
-/// Every value a resource expression can take, whichever way its `Fn::If` conditions go.
+/// Every value a resource expression can take, whichever way its `Fn::If` conditions go. A list made by
+/// `Fn::Split` of a `Fn::Sub` over `Fn::Join`s of a list parameter reads as its pieces, each join as `${Parameter}`
+/// (`[a, b]` joined with `":*,"` then `:*` appended is `${Parameter}:*`).
 fn alternatives(value: &Value) -> Vec<Value> {
     match value {
         Value::Array(items) => items.iter().flat_map(alternatives).collect(),
         Value::Object(map) if map.contains_key("Fn::If") => {
             let branches = map["Fn::If"].as_array().expect("Fn::If has [condition, then, else]");
             branches[1..].iter().flat_map(alternatives).collect()
+        }
+        Value::Object(map) if map.contains_key("Fn::Split") => {
+            let split = map["Fn::Split"].as_array().expect("Fn::Split has [separator, text]");
+            let separator = split[0].as_str().expect("a separator");
+            let sub = split[1]["Fn::Sub"].as_array().expect("Fn::Split of a Fn::Sub [text, variables]");
+            let mut text = sub[0].as_str().expect("Fn::Sub text").to_string();
+            for (variable, joined) in sub[1].as_object().expect("Fn::Sub variables") {
+                let join = joined["Fn::Join"].as_array().expect("each variable joins a list parameter");
+                let parameter = join[1]["Ref"].as_str().expect("the joined list is a parameter");
+                text = text.replace(&format!("${{{variable}}}"), &format!("${{{parameter}}}"));
+            }
+            text.split(separator).map(|piece| Value::String(piece.to_string())).collect()
         }
         other => vec![other.clone()],
     }
@@ -81,9 +95,14 @@ impl Statement {
         self.actions.iter().any(|a| a == "*" || a.starts_with(&format!("{service}:")))
     }
 
-    /// The one grant IAM cannot scope: ListFunctions and GetAccountSettings exist only for Resource "*".
+    /// A grant IAM cannot scope: ListFunctions and GetAccountSettings exist only for Resource "*".
     fn is_list_functions(&self) -> bool {
         self.actions == ["lambda:ListFunctions", "lambda:GetAccountSettings"]
+    }
+
+    /// The other grant IAM cannot scope: GetMetricData supports no resource but "*".
+    fn is_metric_reads(&self) -> bool {
+        self.actions == ["cloudwatch:GetMetricData"]
     }
 }
 
@@ -135,7 +154,11 @@ fn statements_granting(template: &Value, service: &str) -> Vec<Statement> {
 }
 
 /// `*`, or an ARN whose region, account or resource part is a wildcard: it names a whole service, not a resource.
+/// The allowed function ARNs (and their versions and aliases, `:*`) are as narrow as the operator makes them.
 fn is_service_wide(arn: &str) -> bool {
+    if arn == "${AllowedFunctionArns}" || arn == "${AllowedFunctionArns}:*" {
+        return false;
+    }
     // `${AWS::Region}` and friends hold colons of their own.
     let arn = arn.replace("${AWS::", "${AWS_");
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
@@ -168,13 +191,15 @@ fn no_statement_grants_lambda_writes_or_s3_on_every_resource_or_a_whole_service(
 }
 
 #[test]
-fn listing_is_the_only_unscoped_grant_and_get_function_observation_removes_it() {
+fn listing_and_metric_reads_are_the_only_unscoped_grants_and_get_function_observation_removes_listing() {
     let template = template();
     let unscoped: Vec<Statement> =
         allow_statements(&template).into_iter().filter(|s| s.resources.iter().any(|r| r == "*")).collect();
-    assert_eq!(unscoped.len(), 1, "{unscoped:?}");
-    assert!(unscoped[0].is_list_functions(), "{:?} may not be unscoped", unscoped[0].actions);
-    assert_eq!(unscoped[0].only_if.as_deref(), Some("MayListFunctions"));
+    assert_eq!(unscoped.len(), 2, "{unscoped:?}");
+    assert!(unscoped.iter().any(Statement::is_metric_reads), "GetMetricData is granted on *: {unscoped:?}");
+    let listing: Vec<&Statement> = unscoped.iter().filter(|s| !s.is_metric_reads()).collect();
+    assert!(listing[0].is_list_functions(), "{:?} may not be unscoped", listing[0].actions);
+    assert_eq!(listing[0].only_if.as_deref(), Some("MayListFunctions"));
     assert_eq!(
         template["Conditions"]["MayListFunctions"],
         json!({ "Fn::Not": [{ "Fn::Equals": [{ "Ref": "FunctionObservation" }, "get-function"] }] })
@@ -210,18 +235,71 @@ fn every_lambda_action_including_update_function_code_is_limited_to_the_allowed_
     let statements: Vec<Statement> =
         statements_granting(&template, "lambda").into_iter().filter(|s| !s.is_list_functions()).collect();
     let actions: Vec<&str> = statements.iter().flat_map(|s| s.actions.iter().map(String::as_str)).collect();
-    for needed in ["lambda:GetFunction", "lambda:UpdateFunctionCode", "lambda:TagResource", "lambda:ListTags"] {
+    for needed in [
+        "lambda:GetFunction",
+        "lambda:UpdateFunctionCode",
+        "lambda:TagResource",
+        "lambda:ListTags",
+        "lambda:PublishVersion",
+        "lambda:GetAlias",
+        "lambda:UpdateAlias",
+        "lambda:CreateAlias",
+        "lambda:InvokeFunction",
+    ] {
         assert!(actions.contains(&needed), "the deployer needs {needed}");
     }
+    let allowed = [
+        "${AllowedFunctionArns}",
+        "${AllowedFunctionArns}:*",
+        OWN_ACCOUNT_FUNCTIONS,
+        &format!("{OWN_ACCOUNT_FUNCTIONS}:*"),
+    ];
     for statement in &statements {
         for arn in &statement.resources {
             assert!(
-                arn == "${AllowedFunctionArns}" || arn == OWN_ACCOUNT_FUNCTIONS,
-                "{}: {arn} is neither the AllowedFunctionArns parameter nor its own-account default",
+                allowed.contains(&arn.as_str()),
+                "{}: {arn} is neither the AllowedFunctionArns parameter nor its own-account default (or their versions and aliases)",
                 statement.sid
             );
         }
     }
+}
+
+#[test]
+fn only_versions_can_be_deleted_or_invoked_never_a_whole_function() {
+    let template = template();
+    let statements: Vec<Statement> = statements_granting(&template, "lambda")
+        .into_iter()
+        .filter(|s| s.actions.iter().any(|a| a == "lambda:DeleteFunction" || a == "lambda:InvokeFunction"))
+        .collect();
+    assert_eq!(statements.len(), 2, "{statements:?}");
+    for statement in statements {
+        assert_eq!(statement.actions.len(), 1, "{}: deleting and invoking stand alone", statement.sid);
+        assert!(!statement.resources.is_empty());
+        for arn in &statement.resources {
+            assert!(arn.ends_with(":*"), "{}: {arn} names an unqualified function", statement.sid);
+        }
+    }
+}
+
+#[test]
+fn judging_reads_only_this_accounts_alarms_and_metrics_and_the_queue_is_the_deployers_own() {
+    let template = template();
+    let cloudwatch = statements_granting(&template, "cloudwatch");
+    let actions: Vec<&str> = cloudwatch.iter().flat_map(|s| s.actions.iter().map(String::as_str)).collect();
+    assert_eq!(actions, ["cloudwatch:DescribeAlarms", "cloudwatch:GetMetricData"]);
+    let alarms = cloudwatch.iter().find(|s| s.actions == ["cloudwatch:DescribeAlarms"]).unwrap();
+    assert_eq!(alarms.resources, ["arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"]);
+    let queue = allow_statements(&template)
+        .into_iter()
+        .find(|s| s.actions.iter().any(|a| a == "sqs:ReceiveMessage"))
+        .expect("the event source mapping reads the rollout queue");
+    assert_eq!(queue.resources, ["${RolloutQueue.Arn}"]);
+    let variables = &the_function(&template)["Environment"]["Variables"];
+    assert_eq!(variables["ROLLOUT_QUEUE_URL"], json!({ "Ref": "RolloutQueue" }));
+    let events = &the_function(&template)["Events"];
+    let mapping = events.as_object().unwrap().values().find(|e| e["Type"] == "SQS").expect("an SQS event");
+    assert_eq!(mapping["Properties"]["Queue"], json!({ "Fn::GetAtt": ["RolloutQueue", "Arn"] }));
 }
 
 #[test]
@@ -348,6 +426,7 @@ fn every_setting_the_deployer_reads_is_passed_from_a_parameter() {
         "NAMESPACE_POLICY",
         "WATCH_NAMESPACES",
         "FUNCTION_OBSERVATION",
+        "ROLLOUT_QUEUE_URL",
         "RUST_LOG",
     ] {
         assert!(variables.contains_key(name), "{name} is not set");

@@ -133,6 +133,22 @@ fn eventbridge_scheduled_event_is_a_full_sweep() {
 }
 
 #[test]
+fn the_rollout_queues_messages_name_the_lambda_deployments_whose_steps_are_due() {
+    let trigger = decoded("sqs-rollout-wakeups.json");
+    assert_eq!(trigger.kind(), "wakeup");
+    let Trigger::Wakeups(wakeups) = trigger else { panic!("{trigger:?}") };
+    let named: Vec<(&str, &str, &str)> =
+        wakeups.iter().map(|w| (w.namespace.as_str(), w.name.as_str(), w.due.as_str())).collect();
+    assert_eq!(
+        named,
+        [
+            ("team-orders", "orders-production", "2026-12-02T14:05:00Z"),
+            ("team-orders", "orders-staging", "2026-12-02T14:05:03Z")
+        ]
+    );
+}
+
+#[test]
 fn direct_sweep_is_a_full_sweep() {
     let trigger = decoded("direct-sweep.json");
     assert_eq!(trigger, Trigger::Sweep { source: SweepSource::Direct });
@@ -211,11 +227,11 @@ fn sns_notification_is_rejected_naming_its_event_source() {
 }
 
 #[test]
-fn sqs_message_is_rejected_naming_its_event_source_and_record_count() {
+fn an_sqs_message_that_is_no_rollout_wake_up_is_rejected_naming_what_it_lacks_and_the_record_count() {
     assert_eq!(
         payload_error("bad/sqs-message.json"),
-        "unrecognised invocation payload: Records[0]: eventSource is \"aws:sqs\", expected \"aws:s3\" (and 1 more \
-         unusable records)"
+        "unrecognised invocation payload: Records[0]: body is not a rollout wake-up: missing field `action` at line 1 \
+         column 14 (and 1 more unusable records)"
     );
 }
 

@@ -29,6 +29,14 @@ pub fn decode_payload(data: &[u8]) {
             }
         }
         Ok(Trigger::Sweep { .. }) => {}
+        Ok(Trigger::Wakeups(wakeups)) => {
+            for wakeup in wakeups {
+                assert!(wakeup.due_at().is_some(), "due {:?} passed validation", wakeup.due);
+                for scope in [&wakeup.namespace, &wakeup.name] {
+                    assert!(!scope.is_empty() && !scope.contains('/'), "wake-up scope {scope:?} passed validation");
+                }
+            }
+        }
         Err(error @ Error::Payload(_)) => {
             assert!(!error.is_retryable());
             assert!(error.to_string().len() <= MAX_MESSAGE_BYTES, "message of {} bytes", error.to_string().len());

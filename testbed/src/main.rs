@@ -1,33 +1,46 @@
 //! `testbed kube --listen ADDR --dir DIR` — the Kubernetes API server alone.
-//! `testbed up --dir DIR [--no-quotas] [--in-progress-ms N] [--in-progress-jitter-ms N] [--pending-ms N]` — moto,
-//! the AWS layer and the Kubernetes API server; writes DIR/env and the kube files; runs until SIGTERM/SIGINT, then
-//! stops everything. Updates stay InProgress `--in-progress-ms` plus a uniform draw up to `--in-progress-jitter-ms`
-//! (default 1500 + 3000, as AWS shows for a small zip function).
+//! `testbed up --dir DIR [--no-quotas] [--in-progress-ms N] [--in-progress-jitter-ms N] [--pending-ms N]
+//! [--metrics-delay-ms N]` — moto, the AWS layer and the Kubernetes API server; writes DIR/env and the kube files;
+//! runs until SIGTERM/SIGINT, then stops everything. Updates stay InProgress `--in-progress-ms` plus a uniform draw
+//! up to `--in-progress-jitter-ms` (default 1500 + 3000, as AWS shows for a small zip function); invocation metrics
+//! show in CloudWatch `--metrics-delay-ms` after their second (default 60000, as Lambda sends them every minute).
+//! `testbed deliver-queue --queue-url URL --invoke-url URL [--batch-size N]` — what an SQS event source mapping
+//! does: each batch of the queue is POSTed as Lambda's SQS event to the invoke URL (e.g. the runtime emulator's
+//! `http://127.0.0.1:PORT/2015-03-31/functions/NAME/invocations`); until SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
 use testbed::up::{Testbed, TestbedOptions};
 
 const USAGE: &str = "usage:
   testbed kube --listen ADDR --dir DIR
-  testbed up --dir DIR [--no-quotas] [--in-progress-ms N] [--in-progress-jitter-ms N] [--pending-ms N]";
+  testbed up --dir DIR [--no-quotas] [--in-progress-ms N] [--in-progress-jitter-ms N] [--pending-ms N]
+             [--metrics-delay-ms N]
+  testbed deliver-queue --queue-url URL --invoke-url URL [--batch-size N]";
 
 enum Command {
     Kube { listen: SocketAddr, dir: PathBuf },
     Up { dir: PathBuf, opts: TestbedOptions },
+    DeliverQueue { queue_url: String, invoke_url: String, batch_size: u32 },
 }
 
 fn parse(args: &[String]) -> Result<Command, String> {
     let (command, rest) = args.split_first().ok_or("no command")?;
-    if command != "kube" && command != "up" {
+    if !["kube", "up", "deliver-queue"].contains(&command.as_str()) {
         return Err(format!("unknown command {command}"));
     }
     let mut listen = None;
     let mut dir = None;
     let mut opts = TestbedOptions::default();
+    let (mut queue_url, mut invoke_url, mut batch_size) = (None, None, 10);
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -39,8 +52,19 @@ fn parse(args: &[String]) -> Result<Command, String> {
             "--in-progress-ms" => opts.update_in_progress = millis(value()?)?,
             "--in-progress-jitter-ms" => opts.update_in_progress_jitter = millis(value()?)?,
             "--pending-ms" => opts.create_pending = millis(value()?)?,
+            "--metrics-delay-ms" => opts.metrics_delay = millis(value()?)?,
+            "--queue-url" => queue_url = Some(value()?.clone()),
+            "--invoke-url" => invoke_url = Some(value()?.clone()),
+            "--batch-size" => batch_size = value()?.parse::<u32>().map_err(|e| format!("--batch-size: {e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
+    }
+    if command == "deliver-queue" {
+        return Ok(Command::DeliverQueue {
+            queue_url: queue_url.ok_or("--queue-url is required")?,
+            invoke_url: invoke_url.ok_or("--invoke-url is required")?,
+            batch_size,
+        });
     }
     let dir = dir.ok_or("--dir is required")?;
     match command.as_str() {
@@ -68,6 +92,41 @@ async fn up(dir: PathBuf, opts: TestbedOptions) -> Result<(), String> {
     let waited = until_signal().await;
     tracing::info!("stopping");
     drop(testbed);
+    waited.map_err(|e| format!("waiting for a signal: {e}"))
+}
+
+/// Hands one batch to the function behind `invoke_url` as Lambda would: its answer (maybe `batchItemFailures`), or
+/// a function error — a non-2xx status, `X-Amz-Function-Error`, or an `errorType` document, which emulators send
+/// without the header.
+async fn invoke(
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    url: String,
+    event: Value,
+) -> Result<Value, String> {
+    let request = http::Request::post(&url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(event.to_string())))
+        .map_err(|e| e.to_string())?;
+    let response = client.request(request).await.map_err(|e| format!("POST {url}: {e}"))?;
+    let (status, function_error) = (response.status(), response.headers().contains_key("x-amz-function-error"));
+    let body = response.into_body().collect().await.map_err(|e| format!("POST {url}: {e}"))?.to_bytes();
+    let answer = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+    if !status.is_success() || function_error || answer.get("errorType").is_some() {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+    }
+    Ok(answer)
+}
+
+async fn deliver_queue(queue_url: String, invoke_url: String, batch_size: u32) -> Result<(), String> {
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let delivery = testbed::aws::deliver_queue(&queue_url, batch_size, move |event| {
+        invoke(client.clone(), invoke_url.clone(), event)
+    })
+    .map_err(|e| e.to_string())?;
+    println!("delivering {queue_url}");
+    let waited = until_signal().await;
+    let stats = delivery.finish().await;
+    println!("{} batches, {} messages: {} deleted, {} kept", stats.batches, stats.delivered, stats.deleted, stats.kept);
     waited.map_err(|e| format!("waiting for a signal: {e}"))
 }
 
@@ -100,6 +159,9 @@ fn main() -> ExitCode {
                 testbed::apiserver::serve_until_signal(listen, &dir).await.map_err(|e| e.to_string())
             }
             Command::Up { dir, opts } => up(dir, opts).await,
+            Command::DeliverQueue { queue_url, invoke_url, batch_size } => {
+                deliver_queue(queue_url, invoke_url, batch_size).await
+            }
         }
     });
     match result {
@@ -119,9 +181,21 @@ mod tests {
         let args: Vec<String> = ["up", "--dir", "/tmp/tb"].iter().chain(args).map(|s| s.to_string()).collect();
         match parse(&args) {
             Ok(Command::Up { opts, .. }) => opts,
-            Ok(Command::Kube { .. }) => panic!("parsed as kube"),
+            Ok(_) => panic!("not parsed as up"),
             Err(e) => panic!("{e}"),
         }
+    }
+
+    #[test]
+    fn deliver_queue_needs_the_queue_and_the_invoke_url_and_batches_ten_by_default() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        match parse(&args(&["deliver-queue", "--queue-url", "http://q/1/n", "--invoke-url", "http://f"])) {
+            Ok(Command::DeliverQueue { batch_size, .. }) => assert_eq!(batch_size, 10),
+            _ => panic!("not parsed as deliver-queue"),
+        }
+        assert!(parse(&args(&["deliver-queue", "--queue-url", "http://q/1/n"])).is_err());
+        let metrics = up_options(&["--metrics-delay-ms", "250"]).metrics_delay;
+        assert_eq!(metrics, Duration::from_millis(250));
     }
 
     #[test]

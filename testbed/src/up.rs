@@ -32,10 +32,13 @@ pub struct TestbedOptions {
     pub update_in_progress_jitter: Duration,
     /// State Pending after CreateFunction.
     pub create_pending: Duration,
+    /// How late invocation metrics become visible in CloudWatch.
+    pub metrics_delay: Duration,
 }
 
 impl TestbedOptions {
-    /// For tests that need updates to settle quickly: quotas on, InProgress a fixed 300 ms, Pending 0.
+    /// For tests that need updates to settle quickly: quotas on, InProgress a fixed 300 ms, Pending 0, metrics 1 s
+    /// late.
     pub fn fast() -> TestbedOptions {
         TestbedOptions::of(&LayerConfig::fast())
     }
@@ -46,12 +49,13 @@ impl TestbedOptions {
             update_in_progress: Duration::from_millis(config.update_in_progress_ms),
             update_in_progress_jitter: Duration::from_millis(config.update_in_progress_jitter_ms),
             create_pending: Duration::from_millis(config.create_pending_ms),
+            metrics_delay: Duration::from_millis(config.metrics_delay_ms),
         }
     }
 }
 
 impl Default for TestbedOptions {
-    /// [`LayerConfig`]'s defaults, AWS's: quotas on, InProgress 1.5–4.5 s, Pending 0.
+    /// [`LayerConfig`]'s defaults, AWS's: quotas on, InProgress 1.5–4.5 s, Pending 0, metrics a minute late.
     fn default() -> Self {
         TestbedOptions::of(&LayerConfig::default())
     }
@@ -212,6 +216,7 @@ async fn boot(opts: TestbedOptions) -> Result<Parts, TestbedError> {
         update_in_progress_ms: opts.update_in_progress.as_millis() as u64,
         update_in_progress_jitter_ms: opts.update_in_progress_jitter.as_millis() as u64,
         create_pending_ms: opts.create_pending.as_millis() as u64,
+        metrics_delay_ms: opts.metrics_delay.as_millis() as u64,
         ..LayerConfig::default()
     };
     let aws = AwsLayer::start(AwsLayerOptions {

@@ -13,6 +13,8 @@ use testbed::up::{Testbed, TestbedOptions};
 use tokio::sync::OnceCell;
 
 static TESTBED: OnceCell<Testbed> = OnceCell::const_new();
+/// The buckets are the account's: the tests that count on them take turns.
+static CONTROL_PLANE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn testbed() -> &'static Testbed {
     shared(&TESTBED, TestbedOptions::default()).await
@@ -25,6 +27,7 @@ async fn retrying_lambda(tb: &Testbed) -> aws_sdk_lambda::Client {
 
 #[tokio::test]
 async fn a_burst_of_200_get_function_calls_is_throttled_and_sdk_retries_finish_in_about_two_seconds() {
+    let _turn = CONTROL_PLANE.lock().await;
     let tb = testbed().await;
     let lambda = retrying_lambda(tb).await;
     let name = unique("burst");
@@ -57,6 +60,7 @@ async fn a_burst_of_200_get_function_calls_is_throttled_and_sdk_retries_finish_i
 
 #[tokio::test]
 async fn control_plane_calls_beyond_15_per_second_get_429_with_retry_after() {
+    let _turn = CONTROL_PLANE.lock().await;
     let tb = testbed().await;
     let name = unique("throttle");
     create_function(&retrying_lambda(tb).await, &name, &zip("code")).await;
@@ -89,4 +93,28 @@ async fn control_plane_calls_beyond_15_per_second_get_429_with_retry_after() {
     assert_eq!(e.reason(), Some(&ThrottleReason::CallerRateLimitExceeded));
     assert_eq!(e.retry_after_seconds(), Some("1"));
     assert!(tb.aws().calls().of("lambda", "ListFunctions").any(|c| c.status == 429));
+}
+
+#[tokio::test]
+async fn an_idle_caller_may_send_the_configured_burst_at_once_and_no_more() {
+    let _turn = CONTROL_PLANE.lock().await;
+    let tb = testbed().await;
+    let aws = tb.aws();
+    let lambda = lambda(tb).await; // no retries
+    let before = aws.config();
+    for (burst_seconds, expected) in [(1.0, 15), (2.0, 30)] {
+        // Setting the config refills the buckets: the caller has been idle.
+        aws.set_config(testbed::aws::LayerConfig { quota_burst_seconds: burst_seconds, ..before.clone() });
+        let mut accepted = 0;
+        for _ in 0..expected + 5 {
+            match lambda.list_functions().max_items(1).send().await {
+                Ok(_) => accepted += 1,
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_too_many_requests_exception()) => break,
+                Err(e) => panic!("unexpected error: {e:?}"),
+            }
+        }
+        // Requests made while the burst is spent refill the bucket a little (15/s): allow one more.
+        assert!((expected..=expected + 1).contains(&accepted), "burst {burst_seconds} s: {accepted} accepted");
+    }
+    aws.set_config(before);
 }

@@ -128,6 +128,28 @@ async fn a_version_published_and_an_alias_moved_behind_a_500_exist_all_the_same(
 }
 
 #[tokio::test]
+async fn a_slow_answer_tells_the_function_as_it_was_when_the_call_arrived() {
+    let tb = testbed().await;
+    let lambda = lambda(tb).await;
+    let name = unique("slowanswer");
+    let before = create_function(&lambda, &name, &zip("one")).await.revision_id().unwrap_or_default().to_string();
+    let slow = FaultAction::Latency { ms: 800 };
+    tb.aws().inject(once("GetFunction", slow, &name).after_apply()).unwrap();
+
+    let look = lambda.get_function().function_name(&name).send();
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        lambda.update_function_code().function_name(&name).zip_file(Blob::new(zip("two"))).send().await.unwrap()
+    };
+    let started = Instant::now();
+    let (look, updated) = tokio::join!(look, meanwhile);
+    let seen = look.unwrap().configuration().and_then(|c| c.revision_id().map(String::from));
+    assert!(started.elapsed() >= Duration::from_millis(800), "the answer was held");
+    assert_eq!(seen.as_deref(), Some(before.as_str()), "the answer describes the function before the update");
+    assert_ne!(updated.revision_id(), Some(before.as_str()));
+}
+
+#[tokio::test]
 async fn a_connection_reset_after_tag_resource_left_the_tag() {
     let tb = testbed().await;
     let lambda = lambda(tb).await;

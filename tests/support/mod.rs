@@ -131,6 +131,8 @@ pub struct World {
     pub admin: kube::Client,
     pub lambda: aws_sdk_lambda::Client,
     pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 pub async fn admin_kube(testbed: &Testbed) -> kube::Client {
@@ -205,7 +207,15 @@ impl World {
         namespaces.create(&PostParams::default(), &ns).await.expect("test namespace");
         let sdk = sdk_config(testbed, &AwsIdentity::admin()).await;
         let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
-        World { testbed, namespace: namespace.into(), admin, lambda: aws_sdk_lambda::Client::new(&sdk), s3 }
+        World {
+            testbed,
+            namespace: namespace.into(),
+            admin,
+            lambda: aws_sdk_lambda::Client::new(&sdk),
+            s3,
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+        }
     }
 
     /// A deployer as the Lambda runs it (deployer credentials, EKS token auth, RBAC from crds/rbac.yaml), watching
@@ -234,6 +244,13 @@ impl World {
             .await;
         let identity = Deployer::identity(&sdk).await.expect("deployer identity");
         Deployer::new(config, &sdk, &identity)
+    }
+
+    /// A new SQS queue for this test (the deployer's rollout queue); its URL.
+    pub async fn queue(&self, label: &str) -> String {
+        let name = format!("{}-{label}", self.namespace);
+        let out = self.sqs.create_queue().queue_name(&name).send().await.expect("CreateQueue");
+        out.queue_url().expect("a queue URL").to_string()
     }
 
     /// A unique function name for this test.
@@ -309,16 +326,18 @@ impl World {
     }
 
     pub async fn apply_ld(&self, name: &str, function_arn: &str, function_name: &str, commit: &str) {
-        let ld = LambdaDeployment::new(
-            name,
-            LambdaDeploymentSpec {
-                function_arn: function_arn.into(),
-                function_name: function_name.into(),
-                commit: commit.into(),
-                artifact: None,
-                suspend: None,
-            },
-        );
+        let spec = LambdaDeploymentSpec {
+            function_arn: function_arn.into(),
+            function_name: function_name.into(),
+            commit: commit.into(),
+            ..Default::default()
+        };
+        self.apply_spec(name, spec).await;
+    }
+
+    /// Applies an LD with this spec (server-side apply: fields left out are removed).
+    pub async fn apply_spec(&self, name: &str, spec: LambdaDeploymentSpec) {
+        let ld = LambdaDeployment::new(name, spec);
         self.lds().patch(name, &PatchParams::apply("tests").force(), &Patch::Apply(&ld)).await.expect("apply LD");
     }
 

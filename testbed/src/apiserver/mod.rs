@@ -150,6 +150,7 @@ impl ApiServer {
             requests: Mutex::new(VecDeque::new()),
             faults: Mutex::default(),
             server_address: addr.to_string(),
+            eks_tokens: Mutex::default(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let loop_shared = shared.clone();
@@ -200,6 +201,11 @@ impl ApiServer {
         std::fs::write(dir.join("kubeconfig"), self.kubeconfig())?;
         std::fs::write(dir.join("ca.pem"), &self.ca_pem)?;
         std::fs::write(dir.join("kube.url"), format!("{}\n", self.url))
+    }
+
+    /// Every EKS bearer token (`k8s-aws-v1.…`) that authenticated a request.
+    pub fn eks_tokens(&self) -> Vec<String> {
+        lock(&self.shared.eks_tokens).iter().cloned().collect()
     }
 
     /// Every request served, in order (the most recent 200,000).

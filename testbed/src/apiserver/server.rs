@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub requests: Mutex<VecDeque<RequestRecord>>,
     pub faults: Mutex<Faults>,
     pub server_address: String,
+    /// Every EKS bearer token that authenticated, so tests can look for them where they must never appear.
+    pub eks_tokens: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Locks, recovering from poisoning (a panicking handler must not take the server down with it).
@@ -180,9 +182,13 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> io::R
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(error_response(&ApiError::new(413, "RequestEntityTooLarge", "request body too large"))),
     };
-    let user = shared
-        .auth
-        .authenticate(parts.headers.get("authorization").and_then(|v| v.to_str().ok()), jiff::Timestamp::now());
+    let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
+    let user = shared.auth.authenticate(authorization, jiff::Timestamp::now());
+    if let (Some(user), Some(token)) = (&user, authorization.and_then(|a| a.strip_prefix("Bearer ")))
+        && !user.is_admin()
+    {
+        lock(&shared.eks_tokens).insert(token.trim().to_string());
+    }
     let impersonated = impersonation(&parts.headers);
     let route = route(&path);
 

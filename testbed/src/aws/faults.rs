@@ -20,7 +20,8 @@ pub struct Fault {
     #[serde(default)]
     pub when: Trigger,
     /// Lambda only, with `service_exception`, `connection_reset` or `timeout`: the call is served (its effect on
-    /// the function happens), then the client gets the fault instead of the real response.
+    /// the function happens), then the client gets the fault instead of the real response. With `latency`: the
+    /// call is served at once and its answer is slow (it tells the state of when the call arrived).
     #[serde(default)]
     pub after_apply: bool,
 }
@@ -188,10 +189,11 @@ impl Fault {
             return Err(format!("service {} takes no {action:?} faults", self.service));
         }
         if self.after_apply
-            && (self.service != "lambda" || !matches!(action, ServiceException | ConnectionReset | Timeout { .. }))
+            && (self.service != "lambda"
+                || !matches!(action, ServiceException | ConnectionReset | Timeout { .. } | Latency { .. }))
         {
-            return Err("after_apply is for Lambda faults that answer instead of the service: service_exception, \
-                        connection_reset, timeout"
+            return Err("after_apply is for Lambda faults that answer instead of the service (service_exception, \
+                        connection_reset, timeout) and for latency (a slow answer)"
                 .into());
         }
         let starts_update = ["UpdateFunctionCode", "UpdateFunctionConfiguration", "*"].contains(&op);

@@ -1,8 +1,12 @@
 //! Lambda's control plane, served by the layer itself (moto's Lambda has no RevisionId, never InProgress, ignores
-//! S3ObjectVersion, accepts missing S3 keys, never paginates). Function code is read from moto's S3.
+//! S3ObjectVersion, accepts missing S3 keys, never paginates), and its invocations. Function code is read from
+//! moto's S3.
 
+mod aliases;
 mod api;
+mod invoke;
 mod model;
+mod provisioned;
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -16,11 +20,13 @@ use serde_json::{Value, json};
 
 use super::moto_client::{MotoClient, xml_text};
 use super::route::param;
+use crate::aws::lock;
 use crate::identity::{ACCOUNT_ID, REGION};
 pub(crate) use api::{LambdaError, Op, Reply};
 use api::{listed, number, paginate, parse_function_ref, qualified_arn, str_field, string_map, target};
+pub(crate) use invoke::Invocation;
 pub(crate) use model::UpdateFailure;
-use model::{Alias, Code, Function, State, UpdateStatus, Version, code_of, new_revision, now_text};
+use model::{Code, Function, State, UpdateStatus, Version, code_of, new_revision, now_text};
 
 const S3_KEY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
 const IAM_NAME: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_');
@@ -67,6 +73,8 @@ impl UpdateTimes {
 pub(crate) struct Lambda {
     functions: Mutex<BTreeMap<String, Function>>,
     update_times: Mutex<UpdateTimes>,
+    /// Draws which version of a weighted alias runs and whether an invocation fails.
+    invocations: Mutex<fastrand::Rng>,
     moto: MotoClient,
 }
 
@@ -74,18 +82,24 @@ pub(crate) struct Lambda {
 type Started = Result<((StatusCode, Value), Option<Duration>), LambdaError>;
 
 impl Lambda {
-    pub(crate) fn new(moto: MotoClient, update_times: UpdateTimes) -> Lambda {
-        Lambda { functions: Mutex::new(BTreeMap::new()), update_times: Mutex::new(update_times), moto }
+    pub(crate) fn new(moto: MotoClient, update_times: UpdateTimes, invoke_seed: u64) -> Lambda {
+        Lambda {
+            functions: Mutex::new(BTreeMap::new()),
+            update_times: Mutex::new(update_times),
+            invocations: Mutex::new(fastrand::Rng::with_seed(invoke_seed)),
+            moto,
+        }
     }
 
-    /// Restarts the update-time generator with new settings.
-    pub(crate) fn set_update_times(&self, update_times: UpdateTimes) {
-        *self.update_times.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = update_times;
+    /// Restarts the update-time generator and the invocation generator with new settings.
+    pub(crate) fn set_generators(&self, update_times: UpdateTimes, invoke_seed: u64) {
+        *lock(&self.update_times) = update_times;
+        *lock(&self.invocations) = fastrand::Rng::with_seed(invoke_seed);
     }
 
     /// An `in_progress` fault's duration, or the next draw.
     fn update_time(&self, fault: Option<Duration>) -> Duration {
-        fault.unwrap_or_else(|| self.update_times.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).draw())
+        fault.unwrap_or_else(|| lock(&self.update_times).draw())
     }
 
     /// Every CodeSha256 the function was ever set to, oldest first.
@@ -94,7 +108,7 @@ impl Lambda {
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Function>> {
-        self.functions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.functions)
     }
 
     /// Runs `f` on the (refreshed) function, or answers 404.
@@ -127,6 +141,11 @@ impl Lambda {
             Op::TagResource(arn) => no_update(self.tag(arn, &body)),
             Op::UntagResource(arn) => no_update(self.untag(arn, &query)),
             Op::ListTags(arn) => no_update(self.list_tags(arn)),
+            Op::PutProvisionedConcurrencyConfig(raw) => no_update(self.put_provisioned(raw, &query, &body)),
+            Op::GetProvisionedConcurrencyConfig(raw) => no_update(self.get_provisioned(raw, &query)),
+            Op::DeleteProvisionedConcurrencyConfig(raw) => no_update(self.delete_provisioned(raw, &query)),
+            // Served by the HTTP side, which answers with the function's payload rather than a JSON document.
+            Op::Invoke(_) => Err(LambdaError::unknown_operation()),
         };
         match started {
             Ok((reply, update)) => Served { reply: Ok(reply), update },
@@ -167,6 +186,8 @@ impl Lambda {
             architectures,
             code_sha256: code.sha256.clone(),
             code_size: code.size,
+            behaviour: code.behaviour,
+            dead_letter_target: dead_letter_target(body)?.flatten(),
             revision_id: new_revision(),
             last_modified: now_text(),
             state: if pending.is_zero() { State::Active } else { State::Pending },
@@ -182,6 +203,8 @@ impl Lambda {
             pending_until: (!pending.is_zero()).then(|| Instant::now() + pending),
             in_progress_until: None,
             failing: None,
+            running: None,
+            provisioned: BTreeMap::new(),
         };
         let (config, qualifier) = if body.get("Publish").and_then(Value::as_bool) == Some(true) {
             let (_, v) = function.publish(None);
@@ -275,16 +298,22 @@ impl Lambda {
             Some(q) => {
                 let n =
                     q.parse::<u64>().map_err(|_| LambdaError::invalid("Deletion of aliases is not supported here"))?;
-                let users: Vec<&str> =
-                    function.aliases.values().filter(|a| a.function_version == q).map(|a| a.name.as_str()).collect();
+                let users: Vec<&str> = function
+                    .aliases
+                    .values()
+                    .filter(|a| a.function_version == q || a.weights.contains_key(q))
+                    .map(|a| a.name.as_str())
+                    .collect();
                 if !users.is_empty() {
                     return Err(LambdaError::conflict(format!(
-                        "Unable to delete version because the following aliases reference it: {users:?}"
+                        "Unable to delete version because the following aliases reference it: [{}]",
+                        users.join(", ")
                     )));
                 }
                 function.versions.remove(&n).ok_or_else(|| {
                     LambdaError::not_found(&format!("Function not found: {}", qualified_arn(&name, Some(q))))
                 })?;
+                function.provisioned.remove(q);
             }
         }
         Ok((StatusCode::NO_CONTENT, Value::Null))
@@ -316,6 +345,7 @@ impl Lambda {
             let previous = f.latest.clone();
             f.latest.code_sha256 = code.sha256.clone();
             f.latest.code_size = code.size;
+            f.latest.behaviour = code.behaviour;
             f.code_history.push(code.sha256);
             let time = self.update_time(in_progress);
             f.start_update(previous, time, fails);
@@ -350,6 +380,7 @@ impl Lambda {
             self.check_role(role).await?;
         }
         let environment = string_map(body.get("Environment").and_then(|e| e.get("Variables")))?;
+        let dead_letter = dead_letter_target(body)?;
         let timeout = number(body, "Timeout")?;
         let memory_size = number(body, "MemorySize")?;
         self.with(&name, |f| {
@@ -370,6 +401,9 @@ impl Lambda {
             }
             if body.get("Environment").is_some() {
                 v.environment = environment;
+            }
+            if let Some(target) = dead_letter {
+                v.dead_letter_target = target;
             }
             v.timeout = timeout.unwrap_or(v.timeout);
             v.memory_size = memory_size.unwrap_or(v.memory_size);
@@ -409,108 +443,6 @@ impl Lambda {
             );
             let (page, next) = paginate(items, query)?;
             let mut out = json!({ "Versions": page });
-            if let Some(m) = next {
-                out["NextMarker"] = json!(m);
-            }
-            Ok((StatusCode::OK, out))
-        })
-    }
-
-    fn create_alias(&self, raw: &str, body: &Value) -> Reply {
-        let (name, _) = parse_function_ref(raw)?;
-        let alias = str_field(body, "Name").ok_or_else(|| LambdaError::invalid("Name is required"))?;
-        if alias.is_empty() || alias.parse::<u64>().is_ok() || alias == "$LATEST" {
-            return Err(LambdaError::invalid(format!("Invalid alias name: {alias}")));
-        }
-        let version =
-            str_field(body, "FunctionVersion").ok_or_else(|| LambdaError::invalid("FunctionVersion is required"))?;
-        self.with(&name, |f| {
-            if !f.version_exists(version) {
-                return Err(LambdaError::not_found(&format!(
-                    "Function not found: {}",
-                    qualified_arn(&name, Some(version))
-                )));
-            }
-            if f.aliases.contains_key(alias) {
-                return Err(LambdaError::conflict(format!(
-                    "Alias already exists: {}",
-                    qualified_arn(&name, Some(alias))
-                )));
-            }
-            let a = Alias {
-                name: alias.to_string(),
-                function_version: version.to_string(),
-                description: str_field(body, "Description").unwrap_or_default().to_string(),
-                revision_id: new_revision(),
-                routing_config: body.get("RoutingConfig").cloned(),
-            };
-            let out = f.alias_json(&a);
-            f.aliases.insert(a.name.clone(), a);
-            Ok((StatusCode::CREATED, out))
-        })
-    }
-
-    fn alias_not_found(name: &str, alias: &str) -> LambdaError {
-        LambdaError::not_found(&format!("Alias not found: {}", qualified_arn(name, Some(alias))))
-    }
-
-    fn get_alias(&self, raw: &str, alias: &str) -> Reply {
-        let (name, _) = parse_function_ref(raw)?;
-        self.with(&name, |f| {
-            let a = f.aliases.get(alias).ok_or_else(|| Self::alias_not_found(&name, alias))?;
-            Ok((StatusCode::OK, f.alias_json(a)))
-        })
-    }
-
-    fn update_alias(&self, raw: &str, alias: &str, body: &Value) -> Reply {
-        let (name, _) = parse_function_ref(raw)?;
-        self.with(&name, |f| {
-            let version = str_field(body, "FunctionVersion");
-            if let Some(v) = version
-                && !f.version_exists(v)
-            {
-                return Err(LambdaError::not_found(&format!("Function not found: {}", qualified_arn(&name, Some(v)))));
-            }
-            let mut a = f.aliases.get(alias).cloned().ok_or_else(|| Self::alias_not_found(&name, alias))?;
-            if str_field(body, "RevisionId").is_some_and(|r| r != a.revision_id) {
-                return Err(LambdaError::precondition_failed());
-            }
-            if let Some(v) = version {
-                a.function_version = v.to_string();
-            }
-            if let Some(d) = str_field(body, "Description") {
-                a.description = d.to_string();
-            }
-            if let Some(r) = body.get("RoutingConfig") {
-                a.routing_config = Some(r.clone());
-            }
-            a.revision_id = new_revision();
-            let out = f.alias_json(&a);
-            f.aliases.insert(alias.to_string(), a);
-            Ok((StatusCode::OK, out))
-        })
-    }
-
-    fn delete_alias(&self, raw: &str, alias: &str) -> Reply {
-        let (name, _) = parse_function_ref(raw)?;
-        self.with(&name, |f| {
-            f.aliases.remove(alias);
-            Ok((StatusCode::NO_CONTENT, Value::Null))
-        })
-    }
-
-    fn list_aliases(&self, raw: &str, query: &[(String, String)]) -> Reply {
-        let (name, _) = parse_function_ref(raw)?;
-        let only = param(query, "FunctionVersion");
-        self.with(&name, |f| {
-            let items = f
-                .aliases
-                .values()
-                .filter(|a| only.is_none_or(|v| v == a.function_version))
-                .map(|a| (a.name.clone(), f.alias_json(a)))
-                .collect();
-            let (page, next) = paginate(items, query)?;
-            let mut out = json!({ "Aliases": page });
             if let Some(m) = next {
                 out["NextMarker"] = json!(m);
             }
@@ -600,5 +532,17 @@ impl Lambda {
             )));
         }
         code_of(&bytes).map(Some)
+    }
+}
+
+/// `DeadLetterConfig.TargetArn`: None if the request does not set it, `Some(None)` if it clears it (an empty ARN or
+/// no `TargetArn`).
+fn dead_letter_target(body: &Value) -> Result<Option<Option<String>>, LambdaError> {
+    match body.get("DeadLetterConfig") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(config)) => {
+            Ok(Some(config.get("TargetArn").and_then(Value::as_str).filter(|t| !t.is_empty()).map(str::to_string)))
+        }
+        Some(_) => Err(LambdaError::invalid("DeadLetterConfig must be an object")),
     }
 }

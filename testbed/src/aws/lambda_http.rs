@@ -1,17 +1,20 @@
 //! Lambda requests on the layer's endpoint: the faults around the served call (a competing writer first, an
-//! answer instead of the service, or one after the service performed the call), the quota, the REST-JSON answer.
+//! answer instead of the service, or one after the service performed the call), the quota, the REST-JSON answer;
+//! and Invoke, which answers with the function's own payload and reports its metrics.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Request, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
-use super::lambda::{self, LambdaError, Op, Reply};
+use super::lambda::{self, Invocation, LambdaError, Op, Reply};
+use super::moto_client::{Body, full};
+use super::read_body;
 use super::route::param;
 use super::{Call, CompetingChange, FaultAction, Reset, Shared, drop_connection, fire_faults, json_response, lock};
-use super::{moto_client::Body, read_body};
 
 /// The access key id the call log gives a competing writer's writes.
 const COMPETITOR: &str = "competitor";
@@ -73,7 +76,11 @@ pub(super) async fn lambda_request(
         return Ok(lambda_error(&LambdaError::unknown_operation()));
     };
     call.operation = op.name().to_string();
-    let (_, bytes) = read_body(req).await?;
+    let (parts, bytes) = read_body(req).await?;
+    if let Op::Invoke(raw) = &op {
+        call.function = op.function(&Value::Null);
+        return invoke(shared, raw, &query, &parts.headers, bytes, call).await;
+    }
     let body: Value = if bytes.is_empty() {
         json!({})
     } else {
@@ -112,6 +119,9 @@ pub(super) async fn lambda_request(
     };
     call.applied = served.reply.as_ref().is_ok_and(|(status, _)| status.is_success());
     call.in_progress_ms = served.update.map(|d| d.as_millis() as u64);
+    if !fired.slow_answer.is_zero() {
+        tokio::time::sleep(fired.slow_answer).await;
+    }
     match &fired.after {
         Some(action) => {
             drop_connection(action).await?;
@@ -159,4 +169,102 @@ async fn compete(shared: &Shared, change: CompetingChange, name: &str, request_b
     call.in_progress_ms = served.update.map(|d| d.as_millis() as u64);
     call.duration_ms = started.elapsed().as_millis() as u64;
     lock(&shared.calls).push(call);
+}
+
+/// `POST /2015-03-31/functions/NAME/invocations`: not on the control-plane quota (invocations have their own
+/// concurrency limits, which the testbed does not model). Faults apply as to the other operations.
+async fn invoke(
+    shared: &Shared,
+    raw: &str,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    payload: Bytes,
+    call: &mut Call,
+) -> Result<Response<Body>, Reset> {
+    let invocation_type =
+        headers.get("x-amz-invocation-type").and_then(|v| v.to_str().ok()).unwrap_or("RequestResponse").to_string();
+    call.params = key_params(query, &Value::Null);
+    call.params.insert("InvocationType".into(), invocation_type.clone());
+    let fired = fire_faults(shared, call).await;
+    if let Some(action) = &fired.instead {
+        drop_connection(action).await?;
+        return Ok(lambda_error(&fault_error(action, call)));
+    }
+    let qualifier = param(query, "Qualifier");
+    let answer = match invocation_type.as_str() {
+        "DryRun" => shared.lambda.invocable(raw, qualifier).map(|()| (StatusCode::NO_CONTENT, None)),
+        "RequestResponse" | "Event" => match parse_payload(&payload) {
+            Ok(()) => shared.lambda.invoke(raw, qualifier).map(|invocation| {
+                shared.metrics.record(&invocation, jiff::Timestamp::now());
+                if invocation_type == "Event" {
+                    (StatusCode::ACCEPTED, None)
+                } else {
+                    (StatusCode::OK, Some(invocation))
+                }
+            }),
+            Err(e) => Err(e),
+        },
+        other => Err(LambdaError::validation(format!(
+            "1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member \
+             must satisfy enum value set: [Event, RequestResponse, DryRun]"
+        ))),
+    };
+    call.applied = answer.is_ok();
+    if !fired.slow_answer.is_zero() {
+        tokio::time::sleep(fired.slow_answer).await;
+    }
+    if let Some(action) = &fired.after {
+        drop_connection(action).await?;
+        return Ok(lambda_error(&fault_error(action, call)));
+    }
+    Ok(match answer {
+        Ok((status, invocation)) => invocation_response(status, invocation.as_ref(), payload),
+        Err(e) => lambda_error(&e),
+    })
+}
+
+/// The payload must be JSON (an empty one stands for `{}`).
+fn parse_payload(payload: &[u8]) -> Result<(), LambdaError> {
+    if payload.is_empty() {
+        return Ok(());
+    }
+    serde_json::from_slice::<Value>(payload).map(|_| ()).map_err(|e| {
+        LambdaError::invalid_content(format!(
+            "Could not parse request body into json: Could not parse payload into json: {e}"
+        ))
+    })
+}
+
+/// As Lambda answers: the function's result with `X-Amz-Executed-Version`; a function error is still a 200, marked
+/// `X-Amz-Function-Error: Unhandled`, its body the runtime's error document. Code without markers echoes the
+/// payload.
+fn invocation_response(status: StatusCode, invocation: Option<&Invocation>, payload: Bytes) -> Response<Body> {
+    let body = match invocation {
+        Some(i) if i.failed => Bytes::from(
+            json!({
+                "errorMessage": "The function failed, as a testbed marker in its code scripts it.",
+                "errorType": "TestbedScriptedError",
+            })
+            .to_string(),
+        ),
+        Some(_) if payload.is_empty() => Bytes::from_static(b"{}"),
+        Some(_) => payload,
+        None => Bytes::new(),
+    };
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    if let Some(invocation) = invocation {
+        if let Ok(version) = HeaderValue::from_str(&invocation.executed_version) {
+            headers.insert("x-amz-executed-version", version);
+        }
+        if invocation.failed {
+            headers.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+        }
+    }
+    response
 }

@@ -2,19 +2,28 @@
 //!
 //! Requests are routed by their SigV4 credential scope's service and forwarded to moto (bodies streamed), except:
 //! Lambda's control plane is served here ([`lambda`]) with AWS's contract (RevisionId, InProgress, S3 code,
-//! pagination, quotas); STS GetCallerIdentity answers with the testbed identity of the access key; EKS
-//! DescribeCluster for the testbed cluster answers with the Kubernetes testbed's endpoint and CA. Every request
-//! is logged, and faults can be scripted — over HTTP under `/_testbed/` or with this module's Rust API.
+//! pagination, quotas, versions and weighted aliases, provisioned concurrency), and so are invocations, which
+//! report Lambda's CloudWatch metrics into moto ([`metrics`]); CloudWatch's CBOR protocol is translated for moto
+//! ([`cloudwatch`]); STS GetCallerIdentity answers with the testbed identity of the access key; EKS DescribeCluster
+//! for the testbed cluster answers with the Kubernetes testbed's endpoint and CA. Every request is logged, and
+//! faults, simulated traffic and flapping alarms can be scripted — over HTTP under `/_testbed/` ([`control`]) or
+//! with this module's Rust API. [`deliver_queue`] plays an SQS event source mapping.
 
+mod alarms;
 mod calls;
+mod cbor;
+mod cloudwatch;
+mod control;
 mod faults;
 mod lambda;
 mod lambda_http;
+mod metrics;
 mod moto_client;
+mod queue;
 mod quota;
 mod route;
+mod traffic;
 
-use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,9 +41,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+pub use alarms::{Flap, InvalidFlap};
 pub use calls::{Call, CallLog};
 pub use faults::{CompetingChange, Fault, FaultAction, LastUpdateStatusReasonCode, Trigger};
 pub use moto_client::MotoClient;
+pub use queue::{DeliveryStats, InvalidQueue, QueueDelivery, deliver_queue};
+pub use traffic::{InvalidTraffic, TrafficSummary, VersionCounts};
 
 use crate::identity::{ACCOUNT_ID, AwsIdentity};
 use lambda::{Lambda, UpdateFailure, UpdateTimes};
@@ -50,6 +62,9 @@ pub struct LayerConfig {
     pub get_function_per_second: f64,
     /// Shared by every Lambda control-plane operation except GetFunction.
     pub control_plane_per_second: f64,
+    /// How many seconds' worth of requests each quota's bucket holds: the burst a caller that was idle may send at
+    /// once. AWS documents rates, not bursts; one second is the token-bucket reading of "N requests per second".
+    pub quota_burst_seconds: f64,
     /// How long LastUpdateStatus stays InProgress after UpdateFunctionCode/UpdateFunctionConfiguration: at least
     /// this long, plus a uniform draw in [0, `update_in_progress_jitter_ms`].
     pub update_in_progress_ms: u64,
@@ -59,28 +74,48 @@ pub struct LayerConfig {
     pub update_seed: u64,
     /// How long State stays Pending after CreateFunction.
     pub create_pending_ms: u64,
+    /// How long after the end of its second an invocation's metrics become visible in CloudWatch (their timestamps
+    /// stay the invocation's).
+    pub metrics_delay_ms: u64,
+    /// The seed of the generator that picks a weighted alias's version and scripted failures (setting the config
+    /// restarts it).
+    pub invoke_seed: u64,
 }
 
 impl Default for LayerConfig {
-    /// AWS's documented quotas (GetFunction 100 req/s, other control-plane calls 15 req/s), and updates that stay
-    /// InProgress 1.5–4.5 s, as AWS shows for a small zip function.
+    /// AWS's documented quotas (GetFunction 100 req/s, other control-plane calls 15 req/s), updates that stay
+    /// InProgress 1.5–4.5 s, as AWS shows for a small zip function, and metrics a minute late: "Lambda sends metric
+    /// data to CloudWatch in 1-minute intervals" (Lambda developer guide, monitoring-metrics).
     fn default() -> Self {
         LayerConfig {
             quotas: true,
             get_function_per_second: 100.0,
             control_plane_per_second: 15.0,
+            quota_burst_seconds: 1.0,
             update_in_progress_ms: 1_500,
             update_in_progress_jitter_ms: 3_000,
             update_seed: 1,
             create_pending_ms: 0,
+            metrics_delay_ms: 60_000,
+            invoke_seed: 1,
         }
     }
 }
 
 impl LayerConfig {
-    /// For tests that need updates to settle quickly: InProgress a fixed 300 ms; otherwise the defaults.
+    /// For tests that need updates to settle quickly: InProgress a fixed 300 ms, metrics 1 s late; otherwise the
+    /// defaults.
     pub fn fast() -> LayerConfig {
-        LayerConfig { update_in_progress_ms: 300, update_in_progress_jitter_ms: 0, ..LayerConfig::default() }
+        LayerConfig {
+            update_in_progress_ms: 300,
+            update_in_progress_jitter_ms: 0,
+            metrics_delay_ms: 1_000,
+            ..LayerConfig::default()
+        }
+    }
+
+    fn quotas(&self) -> quota::Quotas {
+        quota::Quotas::new(self.get_function_per_second, self.control_plane_per_second, self.quota_burst_seconds)
     }
 
     fn update_times(&self) -> UpdateTimes {
@@ -125,10 +160,16 @@ struct Shared {
     quotas: Mutex<quota::Quotas>,
     faults: Mutex<faults::FaultSet>,
     calls: Mutex<calls::Recorder>,
+    metrics: metrics::Metrics,
+    traffic: traffic::Traffic,
+    flaps: alarms::Flaps,
     identities: Vec<AwsIdentity>,
     eks: Option<EksCluster>,
     started: Instant,
-    accept: Mutex<Option<tokio::task::AbortHandle>>,
+    /// The runtime the layer was started on: its background tasks run there, whoever asks for them.
+    runtime: tokio::runtime::Handle,
+    /// The accept loop and the metrics flusher.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 /// Locks ignoring poison: the data behind these locks stays consistent even if a holder panicked.
@@ -144,19 +185,20 @@ impl AwsLayer {
         let moto = MotoClient::new(&opts.moto_url);
         let shared = Arc::new(Shared {
             url,
-            lambda: Lambda::new(moto.clone(), opts.config.update_times()),
+            lambda: Lambda::new(moto.clone(), opts.config.update_times(), opts.config.invoke_seed),
             moto,
-            quotas: Mutex::new(quota::Quotas::new(
-                opts.config.get_function_per_second,
-                opts.config.control_plane_per_second,
-            )),
+            quotas: Mutex::new(opts.config.quotas()),
             config: Mutex::new(opts.config),
             faults: Mutex::default(),
             calls: Mutex::default(),
+            metrics: metrics::Metrics::default(),
+            traffic: traffic::Traffic::default(),
+            flaps: alarms::Flaps::default(),
             identities: opts.identities,
             eks: opts.eks_cluster,
             started: Instant::now(),
-            accept: Mutex::new(None),
+            runtime: tokio::runtime::Handle::current(),
+            tasks: Mutex::default(),
         });
         let server = shared.clone();
         let task = tokio::spawn(async move {
@@ -178,7 +220,8 @@ impl AwsLayer {
                 });
             }
         });
-        *lock(&shared.accept) = Some(task.abort_handle());
+        let flusher = tokio::spawn(metrics::flush_forever(Arc::downgrade(&shared)));
+        lock(&shared.tasks).extend([task.abort_handle(), flusher.abort_handle()]);
         tracing::info!(url = %shared.url, "AWS layer listening");
         Ok(AwsLayer { shared })
     }
@@ -217,12 +260,11 @@ impl AwsLayer {
         lock(&self.shared.config).clone()
     }
 
-    /// Replaces the settings; the quota buckets restart full at the new rates, the update-time generator from
-    /// its seed.
+    /// Replaces the settings; the quota buckets restart full at the new rates, the update-time and invocation
+    /// generators from their seeds.
     pub fn set_config(&self, config: LayerConfig) {
-        *lock(&self.shared.quotas) =
-            quota::Quotas::new(config.get_function_per_second, config.control_plane_per_second);
-        self.shared.lambda.set_update_times(config.update_times());
+        *lock(&self.shared.quotas) = config.quotas();
+        self.shared.lambda.set_generators(config.update_times(), config.invoke_seed);
         *lock(&self.shared.config) = config;
     }
 
@@ -232,11 +274,48 @@ impl AwsLayer {
         self.shared.lambda.history(function)
     }
 
-    /// Stops accepting connections.
+    /// Runs simulated invocations of `function`'s alias, version or `$LATEST` (`qualifier`) at `per_second`, split
+    /// by the alias's weights of the moment, failing as each version's code markers script, counted in CloudWatch.
+    /// A stream already running for them takes the new rate and keeps its counts.
+    pub fn start_traffic(&self, function: &str, qualifier: &str, per_second: f64) -> Result<(), InvalidTraffic> {
+        self.shared.traffic.start(&self.shared, function, qualifier, per_second)
+    }
+
+    /// Stops a stream; its final summary, or None if none ran.
+    pub fn stop_traffic(&self, function: &str, qualifier: &str) -> Option<TrafficSummary> {
+        self.shared.traffic.stop(function, qualifier)
+    }
+
+    /// The summaries of the running streams.
+    pub fn traffic(&self) -> Vec<TrafficSummary> {
+        self.shared.traffic.summaries()
+    }
+
+    /// Toggles a CloudWatch alarm ALARM↔OK every `period` (ALARM first, at once) until [`AwsLayer::stop_flapping`].
+    pub async fn flap_alarm(&self, alarm: &str, period: Duration) -> Result<(), InvalidFlap> {
+        let shared = self.shared.clone();
+        let flap = Flap { alarm: alarm.to_string(), period_ms: period.as_millis() as u64 };
+        // On the layer's runtime, whose moto client it uses.
+        let started = self.shared.runtime.spawn(async move { shared.flaps.start(&shared, flap).await });
+        started.await.map_err(|e| InvalidFlap(e.to_string()))?
+    }
+
+    /// Leaves the alarm in the state it last had; false if it was not flapping.
+    pub fn stop_flapping(&self, alarm: &str) -> bool {
+        self.shared.flaps.stop(alarm)
+    }
+
+    pub fn flapping(&self) -> Vec<Flap> {
+        self.shared.flaps.list()
+    }
+
+    /// Stops accepting connections, the simulated traffic, the flapping alarms and the metrics flusher.
     pub fn shutdown(&self) {
-        if let Some(task) = lock(&self.shared.accept).take() {
+        for task in lock(&self.shared.tasks).drain(..) {
             task.abort();
         }
+        self.shared.traffic.stop_all();
+        self.shared.flaps.stop_all();
     }
 }
 
@@ -246,7 +325,7 @@ struct Reset;
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, io::Error> {
     if req.uri().path().starts_with("/_testbed/") {
-        return Ok(control(&shared, req).await);
+        return Ok(control::control(&shared, req).await);
     }
     let started = Instant::now();
     let query = form_pairs(req.uri().query().unwrap_or(""));
@@ -268,6 +347,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let outcome = match call.service.as_str() {
         "lambda" => lambda_http::lambda_request(&shared, req, query, call).await,
         "eks" => eks_request(&shared, req, call).await,
+        "monitoring" if req.uri().path().starts_with("/service/") => cloudwatch::cbor_request(&shared, req, call).await,
         "s3" | "unsigned" => other_request(&shared, req, &query, call).await,
         _ if is_form || param(&query, "Action").is_some() => query_request(&shared, req, query, call).await,
         _ => other_request(&shared, req, &query, call).await,
@@ -324,6 +404,8 @@ struct Fired {
     instead: Option<FaultAction>,
     /// A fault that answers after the service performed the call (`after_apply`).
     after: Option<FaultAction>,
+    /// `latency` after apply: how long the served answer takes to come back.
+    slow_answer: Duration,
     /// An `in_progress` override for an update this call starts.
     in_progress: Option<Duration>,
     /// An `update_fails` fault for an update this call starts.
@@ -342,6 +424,7 @@ async fn fire_faults(shared: &Shared, call: &mut Call) -> Fired {
     let mut delay = Duration::ZERO;
     for fault in faults {
         match fault.action {
+            FaultAction::Latency { ms } if fault.after_apply => fired.slow_answer += Duration::from_millis(ms),
             FaultAction::Latency { ms } => delay += Duration::from_millis(ms),
             FaultAction::InProgress { ms } => fired.in_progress = Some(Duration::from_millis(ms)),
             FaultAction::UpdateFails { reason_code, reason } => {
@@ -560,70 +643,4 @@ fn s3_error(method: &Method, action: &FaultAction) -> Response<Body> {
         headers.insert("x-amz-request-id", id);
     }
     response
-}
-
-/// `/_testbed/...`: faults, calls, config, code history.
-async fn control(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
-    let layer = AwsLayer { shared: shared.clone() };
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let bytes = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return control_error(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match (&method, segments.as_slice()) {
-        (&Method::GET, ["_testbed", "faults"]) => json_response(StatusCode::OK, &json!({ "faults": layer.faults() })),
-        (&Method::POST, ["_testbed", "faults"]) => {
-            // One fault or a list of them.
-            let parsed = serde_json::from_slice::<Vec<Fault>>(&bytes)
-                .or_else(|_| serde_json::from_slice::<Fault>(&bytes).map(|f| vec![f]));
-            let faults = match parsed {
-                Ok(f) => f,
-                Err(e) => return control_error(StatusCode::BAD_REQUEST, &e.to_string()),
-            };
-            for fault in faults {
-                if let Err(e) = layer.inject(fault) {
-                    return control_error(StatusCode::BAD_REQUEST, &e.to_string());
-                }
-            }
-            json_response(StatusCode::OK, &json!({ "faults": layer.faults() }))
-        }
-        (&Method::DELETE, ["_testbed", "faults"]) => {
-            layer.clear_faults();
-            json_response(StatusCode::NO_CONTENT, &Value::Null)
-        }
-        (&Method::GET, ["_testbed", "calls"]) => json_response(StatusCode::OK, &json!(layer.calls())),
-        (&Method::DELETE, ["_testbed", "calls"]) => {
-            layer.clear_calls();
-            json_response(StatusCode::NO_CONTENT, &Value::Null)
-        }
-        (&Method::GET, ["_testbed", "config"]) => json_response(StatusCode::OK, &json!(layer.config())),
-        (&Method::POST, ["_testbed", "config"]) => {
-            // A partial document: the given fields replace the current ones.
-            let mut merged = json!(layer.config());
-            match serde_json::from_slice::<BTreeMap<String, Value>>(&bytes) {
-                Ok(patch) => patch.into_iter().for_each(|(k, v)| merged[k] = v),
-                Err(e) => return control_error(StatusCode::BAD_REQUEST, &e.to_string()),
-            }
-            match serde_json::from_value::<LayerConfig>(merged) {
-                Ok(config) => {
-                    layer.set_config(config);
-                    json_response(StatusCode::OK, &json!(layer.config()))
-                }
-                Err(e) => control_error(StatusCode::BAD_REQUEST, &e.to_string()),
-            }
-        }
-        (&Method::GET, ["_testbed", "functions", name, "history"]) => match layer.history(name) {
-            Some(history) => {
-                json_response(StatusCode::OK, &json!({ "FunctionName": name, "CodeSha256History": history }))
-            }
-            None => control_error(StatusCode::NOT_FOUND, &format!("no function {name}")),
-        },
-        _ => control_error(StatusCode::NOT_FOUND, &format!("no control endpoint {method} {path}")),
-    }
-}
-
-fn control_error(status: StatusCode, message: &str) -> Response<Body> {
-    json_response(status, &json!({ "error": message }))
 }

@@ -1,5 +1,5 @@
 //! HTTP to moto: forwarding clients' requests (bodies streamed), and the layer's own calls (IAM GetRole,
-//! S3 GetObject for function code, the testbed's setup).
+//! S3 GetObject for function code, CloudWatch metrics and alarm states, the testbed's setup).
 
 use std::io;
 use std::time::Duration;
@@ -14,6 +14,8 @@ use hyper_util::rt::TokioExecutor;
 pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The access key the layer's own calls carry.
+pub(crate) const LAYER_KEY: &str = "AKIATESTBEDLAYER0001";
 const HOP_BY_HOP: [&str; 7] =
     ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
 
@@ -65,18 +67,43 @@ impl MotoClient {
         content_type: Option<&str>,
         body: impl Into<Bytes>,
     ) -> io::Result<(StatusCode, Bytes)> {
+        let headers: Vec<(&str, &str)> = content_type.map(|ct| ("content-type", ct)).into_iter().collect();
+        self.request(LAYER_KEY, service, method, path_and_query, &headers, body.into()).await
+    }
+
+    /// One awsJson 1.0 call (`X-Amz-Target: TARGET`), signed (in scope only) with `access_key_id`.
+    pub(crate) async fn call_json(
+        &self,
+        access_key_id: &str,
+        service: &str,
+        target: &str,
+        body: &serde_json::Value,
+    ) -> io::Result<(StatusCode, Bytes)> {
+        let headers = [("content-type", "application/x-amz-json-1.0"), ("x-amz-target", target)];
+        self.request(access_key_id, service, Method::POST, "/", &headers, body.to_string().into()).await
+    }
+
+    async fn request(
+        &self,
+        access_key_id: &str,
+        service: &str,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> io::Result<(StatusCode, Bytes)> {
         let date = jiff::Timestamp::now().strftime("%Y%m%d").to_string();
         let auth = format!(
-            "AWS4-HMAC-SHA256 Credential=AKIATESTBEDLAYER0001/{date}/{}/{service}/aws4_request, \
+            "AWS4-HMAC-SHA256 Credential={access_key_id}/{date}/{}/{service}/aws4_request, \
              SignedHeaders=host, Signature=0000",
             crate::identity::REGION
         );
         let mut request =
             Request::builder().method(method).uri(self.uri(path_and_query)?).header("authorization", auth);
-        if let Some(ct) = content_type {
-            request = request.header("content-type", ct);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
-        let request = request.body(full(body.into())).map_err(io::Error::other)?;
+        let request = request.body(full(body)).map_err(io::Error::other)?;
         let exchange = async {
             let response = self.client.request(request).await.map_err(io::Error::other)?;
             let status = response.status();

@@ -1,22 +1,24 @@
-//! Lambda's control-plane request quotas as token buckets (burst = one second's worth).
+//! Lambda's control-plane request quotas as token buckets (holding `burst_seconds` of requests, full at the start).
 
 use std::time::{Duration, Instant};
 
 pub(crate) struct TokenBucket {
     per_second: f64,
+    capacity: f64,
     tokens: f64,
     last: Instant,
 }
 
 impl TokenBucket {
-    pub(crate) fn new(per_second: f64, now: Instant) -> TokenBucket {
-        TokenBucket { per_second, tokens: per_second, last: now }
+    pub(crate) fn new(per_second: f64, burst_seconds: f64, now: Instant) -> TokenBucket {
+        let capacity = (per_second * burst_seconds).max(1.0);
+        TokenBucket { per_second, capacity, tokens: capacity, last: now }
     }
 
     /// Takes a token, or says how long until one is available.
     pub(crate) fn take(&mut self, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.per_second);
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -37,11 +39,11 @@ pub(crate) struct Quotas {
 }
 
 impl Quotas {
-    pub(crate) fn new(get_function_per_second: f64, control_plane_per_second: f64) -> Quotas {
+    pub(crate) fn new(get_function_per_second: f64, control_plane_per_second: f64, burst_seconds: f64) -> Quotas {
         let now = Instant::now();
         Quotas {
-            get_function: TokenBucket::new(get_function_per_second, now),
-            control_plane: TokenBucket::new(control_plane_per_second, now),
+            get_function: TokenBucket::new(get_function_per_second, burst_seconds, now),
+            control_plane: TokenBucket::new(control_plane_per_second, burst_seconds, now),
         }
     }
 

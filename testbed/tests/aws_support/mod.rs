@@ -52,6 +52,22 @@ pub async fn s3(tb: &Testbed) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build())
 }
 
+/// A CloudWatch client (Smithy RPC v2 CBOR, which the layer translates for moto), without retries.
+pub async fn cloudwatch(tb: &Testbed) -> aws_sdk_cloudwatch::Client {
+    aws_sdk_cloudwatch::Client::new(&sdk_config(tb, &AwsIdentity::admin(), 1).await)
+}
+
+pub async fn sqs(tb: &Testbed) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(&sdk_config(tb, &AwsIdentity::admin(), 1).await)
+}
+
+/// Publishes $LATEST once it has settled; returns the version number.
+pub async fn publish(lambda: &aws_sdk_lambda::Client, name: &str) -> String {
+    settled(lambda, name).await;
+    let out = lambda.publish_version().function_name(name).send().await.expect("version published");
+    out.version().expect("a version number").to_string()
+}
+
 /// A function name no other test uses.
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);

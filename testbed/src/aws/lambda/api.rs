@@ -42,6 +42,16 @@ impl LambdaError {
         Self::new(StatusCode::BAD_REQUEST, "InvalidParameterValueException", message)
     }
 
+    /// A request outside the API model's constraints (aws-sdk-lambda does not model it: an unhandled error).
+    pub(crate) fn validation(message: impl Into<String>) -> LambdaError {
+        Self::new(StatusCode::BAD_REQUEST, "ValidationException", message)
+    }
+
+    /// Invoke's answer to a payload that is not JSON.
+    pub(crate) fn invalid_content(message: impl Into<String>) -> LambdaError {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidRequestContentException", message)
+    }
+
     pub(crate) fn conflict(message: impl Into<String>) -> LambdaError {
         Self::new(StatusCode::CONFLICT, "ResourceConflictException", message)
     }
@@ -83,6 +93,15 @@ impl LambdaError {
 
     pub(crate) fn service(message: impl Into<String>) -> LambdaError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", message)
+    }
+
+    pub(crate) fn no_provisioned_concurrency() -> LambdaError {
+        // LocalStack's wording (its snapshot tests run against AWS).
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "ProvisionedConcurrencyConfigNotFoundException",
+            "No Provisioned Concurrency Config found for this function",
+        )
     }
 
     pub(crate) fn unknown_operation() -> LambdaError {
@@ -127,6 +146,10 @@ pub(crate) enum Op {
     TagResource(String),
     UntagResource(String),
     ListTags(String),
+    PutProvisionedConcurrencyConfig(String),
+    GetProvisionedConcurrencyConfig(String),
+    DeleteProvisionedConcurrencyConfig(String),
+    Invoke(String),
 }
 
 impl Op {
@@ -154,6 +177,16 @@ impl Op {
             ("POST", ["2017-03-31", "tags", arn]) => Op::TagResource(f(arn)),
             ("DELETE", ["2017-03-31", "tags", arn]) => Op::UntagResource(f(arn)),
             ("GET", ["2017-03-31", "tags", arn]) => Op::ListTags(f(arn)),
+            ("PUT", ["2019-09-30", "functions", n, "provisioned-concurrency"]) => {
+                Op::PutProvisionedConcurrencyConfig(f(n))
+            }
+            ("GET", ["2019-09-30", "functions", n, "provisioned-concurrency"]) => {
+                Op::GetProvisionedConcurrencyConfig(f(n))
+            }
+            ("DELETE", ["2019-09-30", "functions", n, "provisioned-concurrency"]) => {
+                Op::DeleteProvisionedConcurrencyConfig(f(n))
+            }
+            ("POST", ["2015-03-31", "functions", n, "invocations"]) => Op::Invoke(f(n)),
             _ => return None,
         })
     }
@@ -178,6 +211,10 @@ impl Op {
             Op::TagResource(_) => "TagResource",
             Op::UntagResource(_) => "UntagResource",
             Op::ListTags(_) => "ListTags",
+            Op::PutProvisionedConcurrencyConfig(_) => "PutProvisionedConcurrencyConfig",
+            Op::GetProvisionedConcurrencyConfig(_) => "GetProvisionedConcurrencyConfig",
+            Op::DeleteProvisionedConcurrencyConfig(_) => "DeleteProvisionedConcurrencyConfig",
+            Op::Invoke(_) => "Invoke",
         }
     }
 
@@ -200,7 +237,11 @@ impl Op {
             | Op::DeleteAlias(n, _)
             | Op::TagResource(n)
             | Op::UntagResource(n)
-            | Op::ListTags(n) => n,
+            | Op::ListTags(n)
+            | Op::PutProvisionedConcurrencyConfig(n)
+            | Op::GetProvisionedConcurrencyConfig(n)
+            | Op::DeleteProvisionedConcurrencyConfig(n)
+            | Op::Invoke(n) => n,
         };
         parse_function_ref(raw).ok().map(|(name, _)| name)
     }

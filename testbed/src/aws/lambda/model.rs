@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::api::{LambdaError, qualified_arn};
+use super::invoke::Behaviour;
 use crate::aws::faults::LastUpdateStatusReasonCode;
 
 pub(super) fn now_text() -> String {
@@ -55,6 +56,10 @@ pub(super) struct Version {
     pub(super) architectures: Vec<String>,
     pub(super) code_sha256: String,
     pub(super) code_size: u64,
+    /// What the code does when invoked (from markers in its bytes).
+    pub(super) behaviour: Behaviour,
+    /// `DeadLetterConfig.TargetArn`.
+    pub(super) dead_letter_target: Option<String>,
     pub(super) revision_id: String,
     pub(super) last_modified: String,
     pub(super) state: State,
@@ -83,7 +88,15 @@ pub(super) struct Alias {
     pub(super) function_version: String,
     pub(super) description: String,
     pub(super) revision_id: String,
-    pub(super) routing_config: Option<Value>,
+    /// `RoutingConfig.AdditionalVersionWeights`: at most one version and its share of the invocations.
+    pub(super) weights: BTreeMap<String, f64>,
+}
+
+/// A provisioned concurrency configuration of an alias or version.
+#[derive(Clone, Debug)]
+pub(super) struct Provisioned {
+    pub(super) requested: u64,
+    pub(super) last_modified: String,
 }
 
 #[derive(Debug)]
@@ -98,6 +111,10 @@ pub(super) struct Function {
     pub(super) in_progress_until: Option<Instant>,
     /// An update that will end Failed, and the $LATEST it then restores.
     pub(super) failing: Option<(UpdateFailure, Version)>,
+    /// While an update is InProgress: what $LATEST's invocations run (AWS keeps serving the previous code).
+    pub(super) running: Option<Behaviour>,
+    /// Provisioned concurrency by qualifier (alias or version).
+    pub(super) provisioned: BTreeMap<String, Provisioned>,
 }
 
 impl Function {
@@ -112,6 +129,7 @@ impl Function {
         }
         if self.in_progress_until.is_some_and(|t| t <= now) {
             self.in_progress_until = None;
+            self.running = None;
             match self.failing.take() {
                 None => self.latest.last_update = Some(UpdateStatus::Successful),
                 Some((failure, previous)) => {
@@ -154,9 +172,11 @@ impl Function {
         if in_progress.is_zero() && fails.is_none() {
             self.latest.last_update = Some(UpdateStatus::Successful);
             self.in_progress_until = None;
+            self.running = None;
         } else {
             self.latest.last_update = Some(UpdateStatus::InProgress);
             self.in_progress_until = Some(Instant::now() + in_progress);
+            self.running = Some(previous.behaviour);
         }
         self.failing = fails.map(|failure| (failure, previous));
     }
@@ -225,6 +245,9 @@ impl Function {
         if let Some(env) = &v.environment {
             c.insert("Environment".into(), json!({ "Variables": env }));
         }
+        if let Some(target) = &v.dead_letter_target {
+            c.insert("DeadLetterConfig".into(), json!({ "TargetArn": target }));
+        }
         c.insert("TracingConfig".into(), json!({"Mode": "PassThrough"}));
         c.insert("RevisionId".into(), json!(v.revision_id));
         match v.state {
@@ -272,8 +295,8 @@ impl Function {
             "Description": a.description,
             "RevisionId": a.revision_id,
         });
-        if let Some(r) = &a.routing_config {
-            v["RoutingConfig"] = r.clone();
+        if !a.weights.is_empty() {
+            v["RoutingConfig"] = json!({ "AdditionalVersionWeights": a.weights });
         }
         v
     }
@@ -283,6 +306,7 @@ impl Function {
 pub(super) struct Code {
     pub(super) sha256: String,
     pub(super) size: u64,
+    pub(super) behaviour: Behaviour,
 }
 
 pub(super) fn code_of(bytes: &[u8]) -> Result<Code, LambdaError> {
@@ -293,7 +317,7 @@ pub(super) fn code_of(bytes: &[u8]) -> Result<Code, LambdaError> {
             "Could not unzip uploaded file. Please check your file, then try to upload again.",
         ));
     }
-    Ok(Code { sha256: B64.encode(Sha256::digest(bytes)), size: bytes.len() as u64 })
+    Ok(Code { sha256: B64.encode(Sha256::digest(bytes)), size: bytes.len() as u64, behaviour: Behaviour::of(bytes) })
 }
 
 #[cfg(test)]
