@@ -14,13 +14,15 @@
 //! (deployer variables per configuration, `;` between configurations, `,` between variables: scenarios a and b run
 //! once per configuration, the others with the first); `BENCH_COLD_RUNS=5`.
 
+#[path = "fleet/binary.rs"]
+mod binary;
+#[path = "fleet/releases.rs"]
+mod releases;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
@@ -33,11 +35,11 @@ use lambda_deployer::crd::LambdaDeployment;
 use lambda_deployer::deployer::Deployer;
 use serde::Serialize;
 use serde_json::{Value, json};
-use support::{Children, Updates, World, commit, free_port, zip};
+use support::{Updates, World, commit, zip};
 use testbed::aws::{Call, LayerConfig};
 use testbed::identity::{ARTIFACT_BUCKET, AwsIdentity, REGION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -87,7 +89,7 @@ async fn main() -> BenchResult<()> {
         largest = Some(fleet);
     }
     let binary = match &largest {
-        Some(fleet) => binary_figures(fleet, cold_runs).await,
+        Some(fleet) => binary::binary_figures(fleet, cold_runs).await,
         None => json!(null),
     };
     let out = json!({
@@ -148,8 +150,9 @@ fn target_dir() -> PathBuf {
 // ---------------------------------------------------------------------------------------------------------------
 // The floor
 
-const FLOOR_DOC: &str = "floor = min(max((N - Bg)/Rg, (W - Bc)/Rc), (ceil(A/50) + W - Bc)/Rc), at least 0, [+ the \
-    InProgress time of the last update Lambda applied, when the scenario must confirm its updates]. Rg, Rc: the \
+const FLOOR_DOC: &str = "floor = min(max((N - Bg)/Rg, (W - Bc)/Rc), (ceil(A/50) + W - Bc)/Rc), at least 0; when the \
+    scenario must confirm its updates, at least max over its writes k (in the order made) of max(0, (k + 1 - Bc)/Rc) + \
+    the InProgress time of the update write k started. Rg, Rc: the \
     testbed's GetFunction and control-plane rates; Bg, Bc: what their buckets hold at the start (rate x burst \
     seconds). N = functions whose code must be observed, A = functions in the account (a ListFunctions listing pages \
     through all of them), W = control-plane writes the scenario cannot avoid: UpdateFunctionCode of changed functions, \
@@ -176,15 +179,19 @@ impl Quota {
         }
     }
 
-    /// The least time the quotas allow for observing `observed` functions in an account of `in_account` and making
-    /// `writes` control-plane writes.
-    fn time(&self, observed: usize, in_account: usize, writes: usize) -> (f64, String) {
+    /// The least time the quotas allow for observing `observed` functions in an account of `in_account` (by
+    /// GetFunction, or by pages of the account's functions when `listable`) and making `writes` control-plane writes.
+    fn time(&self, observed: usize, in_account: usize, writes: usize, listable: bool) -> (f64, String) {
         let (n, w) = (observed as f64, writes as f64);
         let after_burst = |calls: f64, burst: f64, rate: f64| ((calls - burst) / rate).max(0.0);
         let by_get =
             after_burst(n, self.get_burst, self.get_rps).max(after_burst(w, self.control_burst, self.control_rps));
         let a = in_account.max(observed) as f64;
-        let by_list = after_burst((a / LIST_PAGE).ceil() + w, self.control_burst, self.control_rps);
+        let by_list = if listable {
+            after_burst((a / LIST_PAGE).ceil() + w, self.control_burst, self.control_rps)
+        } else {
+            f64::INFINITY
+        };
         let text = format!(
             "min(max(({n}-{bg})/{rg}, ({w}-{bc})/{rc}), (ceil({a}/50)+{w}-{bc})/{rc}) = min({by_get:.3}, {by_list:.3})",
             bg = self.get_burst,
@@ -207,22 +214,43 @@ struct FloorInput {
     tags: usize,
     /// The scenario ends when its updates are confirmed finished.
     confirm: bool,
+    /// The code observed can be read from ListFunctions pages (not an alias's: GetFunction with a qualifier only).
+    listable: bool,
 }
 
-/// The floor with and without the owner tags, and how it was computed. `last_in_progress`: how long the update
-/// Lambda applied last stayed InProgress (from the call log).
-fn floor(input: FloorInput, quota: Quota, last_in_progress: Option<f64>) -> (f64, f64, String) {
-    let (with_tags, text) = quota.time(input.observed, input.in_account, input.updates + input.tags);
-    let (without_tags, _) = quota.time(input.observed, input.in_account, input.updates);
-    let wait = if input.confirm && input.updates > 0 { last_in_progress.unwrap_or(0.0) } else { 0.0 };
+/// A control-plane write the scenario made, in the order made: whether it started an update, and how long that
+/// stayed InProgress (seconds).
+struct Write {
+    update: Option<f64>,
+}
+
+/// The least time until the last update can be confirmed: the k-th write (in the order the deployer made them)
+/// cannot start before the quota lets it, and its update cannot end before its own InProgress time after that.
+fn confirmed_by(writes: &[Write], quota: Quota) -> f64 {
+    let earliest = |k: usize| ((k as f64 + 1.0 - quota.control_burst) / quota.control_rps).max(0.0);
+    writes.iter().enumerate().filter_map(|(k, w)| w.update.map(|ip| earliest(k) + ip)).fold(0.0, f64::max)
+}
+
+/// The floor with and without the owner tags, and how it was computed. `writes`: the scenario's TagResource and
+/// UpdateFunctionCode calls Lambda applied, in order, with each update's InProgress time (from the call log).
+fn floor(input: FloorInput, quota: Quota, writes: &[Write]) -> (f64, f64, String) {
+    let (with_tags, text) = quota.time(input.observed, input.in_account, input.updates + input.tags, input.listable);
+    let (without_tags, _) = quota.time(input.observed, input.in_account, input.updates, input.listable);
     let mut text = format!("{text} = {with_tags:.3} s");
-    if wait > 0.0 {
-        text.push_str(&format!(" + {wait:.2} s InProgress of the last update = {:.3} s", with_tags + wait));
+    let (mut floor, mut floor_without_tags) = (with_tags, without_tags);
+    if input.confirm && input.updates > 0 {
+        let updates_only: Vec<Write> =
+            writes.iter().filter(|w| w.update.is_some()).map(|w| Write { update: w.update }).collect();
+        floor = floor.max(confirmed_by(writes, quota));
+        floor_without_tags = floor_without_tags.max(confirmed_by(&updates_only, quota));
+        text.push_str(&format!(
+            "; the updates confirmed at the earliest (each write at its quota slot, each update's own InProgress) {floor:.3} s"
+        ));
     }
     if input.tags > 0 {
-        text.push_str(&format!("; without the {} owner tags {:.3} s", input.tags, without_tags + wait));
+        text.push_str(&format!("; without the {} owner tags {floor_without_tags:.3} s", input.tags));
     }
-    (with_tags + wait, without_tags + wait, text)
+    (floor, floor_without_tags, text)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -344,11 +372,20 @@ where
     let after_last_aws_call_s =
         phases.iter().map(|p| p.last_s).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
     let after_last_aws_call_s = after_last_aws_call_s.map_or(0.0, |last| (wall_s - last).max(0.0));
-    let mut updates: Vec<&&Call> = calls.iter().filter(|c| c.operation == "UpdateFunctionCode" && c.applied).collect();
-    updates.sort_by_key(|c| c.at_ms);
-    let update_in_progress_ms: Vec<u64> = updates.iter().filter_map(|c| c.in_progress_ms).collect();
-    let last_in_progress = updates.last().and_then(|c| c.in_progress_ms).map(|ms| ms as f64 / 1000.0);
-    let (floor_s, floor_without_tags_s, floor_text) = floor(floor_input, quota, last_in_progress);
+    let mut written: Vec<&&Call> = calls
+        .iter()
+        .filter(|c| c.applied && matches!(c.operation.as_str(), "UpdateFunctionCode" | "TagResource"))
+        .collect();
+    written.sort_by_key(|c| c.at_ms);
+    let writes: Vec<Write> = written
+        .iter()
+        .map(|c| Write {
+            update: (c.operation == "UpdateFunctionCode").then(|| c.in_progress_ms.unwrap_or(0) as f64 / 1000.0),
+        })
+        .collect();
+    let update_in_progress_ms: Vec<u64> =
+        written.iter().filter(|c| c.operation == "UpdateFunctionCode").filter_map(|c| c.in_progress_ms).collect();
+    let (floor_s, floor_without_tags_s, floor_text) = floor(floor_input, quota, &writes);
     let ratio = |floor: f64| if floor > 0.0 { wall_s / floor } else { f64::NAN };
     let scenario = Scenario {
         name: name.to_string(),
@@ -419,6 +456,7 @@ struct FleetReport {
     setup_s: f64,
     scenarios: Vec<Scenario>,
     naive_vs_ours: Value,
+    rollout_steps: releases::StepLateness,
 }
 
 fn set_quotas(world: &World, on: bool) {
@@ -511,7 +549,7 @@ impl Fleet {
             "initial sweep (deploys all)",
             first,
             &actor,
-            FloorInput { observed: n, in_account: self.in_account, updates: n, tags: n, confirm: true },
+            FloorInput { observed: n, in_account: self.in_account, updates: n, tags: n, confirm: true, listable: true },
             quota,
             self.sweep(&deployer),
         )
@@ -528,7 +566,14 @@ impl Fleet {
                 "a: sweep, all in sync",
                 &config.label,
                 &actor,
-                FloorInput { observed: n, in_account: self.in_account, updates: 0, tags: 0, confirm: false },
+                FloorInput {
+                    observed: n,
+                    in_account: self.in_account,
+                    updates: 0,
+                    tags: 0,
+                    confirm: false,
+                    listable: true,
+                },
                 quota,
                 self.sweep(deployer),
             )
@@ -540,7 +585,14 @@ impl Fleet {
                 &format!("b: sweep, 1% drifted ({drifted})"),
                 &config.label,
                 &actor,
-                FloorInput { observed: n, in_account: self.in_account, updates: drifted, tags: 0, confirm: true },
+                FloorInput {
+                    observed: n,
+                    in_account: self.in_account,
+                    updates: drifted,
+                    tags: 0,
+                    confirm: true,
+                    listable: true,
+                },
                 quota,
                 self.sweep(deployer),
             )
@@ -560,7 +612,7 @@ impl Fleet {
             &format!("c: one S3 event among {n}"),
             first,
             &actor,
-            FloorInput { observed: 1, in_account: 1, updates: 1, tags: 0, confirm: true },
+            FloorInput { observed: 1, in_account: 1, updates: 1, tags: 0, confirm: true, listable: false },
             quota,
             async {
                 let summary = deployer.handle(&event, None).await?;
@@ -577,7 +629,7 @@ impl Fleet {
             "d: naive reconcile (seed)",
             "15/s client limit, SDK standard retry",
             &naive_actor,
-            FloorInput { observed: 0, in_account: 0, updates: n, tags: 0, confirm: false },
+            FloorInput { observed: 0, in_account: 0, updates: n, tags: 0, confirm: false, listable: false },
             quota,
             naive_reconcile(world, quota.control_rps),
         )
@@ -585,7 +637,10 @@ impl Fleet {
         scenarios.push(s);
 
         let naive_vs_ours = compare(&scenarios);
-        Ok(FleetReport { size: n, setup_s: self.setup_s, scenarios, naive_vs_ours })
+        // Last: it moves every LambdaDeployment to releases through an alias.
+        let (release_rows, rollout_steps) = self.release_scenarios(quota).await?;
+        scenarios.extend(release_rows);
+        Ok(FleetReport { size: n, setup_s: self.setup_s, scenarios, naive_vs_ours, rollout_steps })
     }
 }
 
@@ -731,6 +786,16 @@ fn print_fleet(report: &FleetReport) {
             );
         }
     }
+    let steps = &report.rollout_steps;
+    println!(
+        "g: canary steps taken after they were due ({} steps of {} LDs, canary {:?} every {}): median {:.0} ms, max {:.0} ms",
+        steps.steps,
+        steps.steps / releases::WEIGHTS.len(),
+        releases::WEIGHTS,
+        releases::STEP,
+        steps.median_ms,
+        steps.max_ms
+    );
     print_markdown(report);
 }
 
@@ -771,232 +836,4 @@ fn fmt_ratio(v: &Value) -> String {
 
 fn truncate(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// The real binary: sizes, cold init, peak RSS
-
-async fn binary_figures(fleet: &Fleet, cold_runs: usize) -> Value {
-    println!("\n== the binary ==");
-    let sizes = sizes();
-    match binary_runtime(fleet, cold_runs).await {
-        Ok(runtime) => json!({"sizes": sizes, "runtime": runtime}),
-        Err(err) => {
-            println!("cold init / RSS not measured: {err}");
-            json!({"sizes": sizes, "runtime": {"error": err.to_string()}})
-        }
-    }
-}
-
-fn sizes() -> Value {
-    let lambda_dir = target_dir().join("lambda");
-    let bootstrap = lambda_dir.join("lambda-deployer/bootstrap");
-    let package = lambda_dir.join("lambda-deployer.zip");
-    let host = Path::new(env!("CARGO_BIN_EXE_lambda-deployer")).to_path_buf();
-    let size = |p: &Path| std::fs::metadata(p).ok().map(|m| m.len());
-    // No package yet (`make build` without `make package`): zip the bootstrap here exactly as `make package` does.
-    let package = if !package.exists() && bootstrap.exists() {
-        let zipped = target_dir().join("bench/lambda-deployer.zip");
-        let script = "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED, compresslevel=9); \
-                      z.write(sys.argv[2], 'bootstrap'); z.close()";
-        let made = Command::new("python3").args(["-c", script]).arg(&zipped).arg(&bootstrap).status();
-        if made.is_ok_and(|status| status.success()) { zipped } else { package }
-    } else {
-        package
-    };
-    let mut out = serde_json::Map::new();
-    for (label, path) in [("arm64Bootstrap", &bootstrap), ("arm64Zip", &package), ("hostBinary", &host)] {
-        match size(path) {
-            Some(bytes) => {
-                println!("{label:<16} {:>10} bytes ({:.1} MiB)  {}", bytes, bytes as f64 / 1048576.0, path.display());
-                out.insert(label.into(), json!({"bytes": bytes, "path": path.display().to_string()}));
-            }
-            None => {
-                println!(
-                    "{label:<16} {:>10}  {} is missing: run `make package` (arm64 bootstrap + zip)",
-                    "-",
-                    path.display()
-                );
-                out.insert(label.into(), json!(null));
-            }
-        }
-    }
-    Value::Object(out)
-}
-
-/// Spawn → first `GET .../runtime/invocation/next`, `runs` times, through a TCP proxy in front of
-/// `cargo lambda watch`; then a sweep of the fleet through the emulator by the last process, and its VmHWM.
-async fn binary_runtime(fleet: &Fleet, runs: usize) -> BenchResult<Value> {
-    let cargo_lambda = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/cargo-lambda");
-    if !cargo_lambda.exists() {
-        return Err(format!("{} is missing: run `make tools`", cargo_lambda.display()).into());
-    }
-    let binary = env!("CARGO_BIN_EXE_lambda-deployer");
-    let port = free_port();
-    let mut children = Children(Vec::new());
-    children.0.push(
-        Command::new(&cargo_lambda)
-            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_for_port(port, Duration::from_secs(30)).await?;
-    let proxy = RuntimeProxy::start(port).await?;
-    let logs = target_dir().join("bench/binary.log");
-    std::fs::create_dir_all(logs.parent().unwrap_or(Path::new(".")))?;
-    let mut init_ms = Vec::new();
-    let mut last = None;
-    for run in 0..runs.max(1) {
-        proxy.reset();
-        let started = Instant::now();
-        let child = Command::new(binary)
-            .env_clear()
-            .envs(fleet.world.testbed.deployer_env().into_iter().filter(|(k, _)| k != "KUBECONFIG"))
-            .env("WATCH_NAMESPACES", &fleet.world.namespace)
-            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt", proxy.port))
-            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .stdout(std::fs::File::create(&logs)?)
-            .stderr(Stdio::null())
-            .spawn()?;
-        children.0.push(child);
-        let first_next = proxy.wait_first_next(started, Duration::from_secs(30)).await?;
-        init_ms.push(first_next.as_secs_f64() * 1000.0);
-        if run + 1 < runs {
-            if let Some(mut child) = children.0.pop() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        } else {
-            last = children.0.last().map(Child::id);
-        }
-    }
-    let pid = last.ok_or("no deployer process")?;
-    let hwm_after_init = vm_hwm_kib(pid)?;
-    let started = Instant::now();
-    let output = Command::new(&cargo_lambda)
-        .args(["lambda", "invoke", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
-        .args(["--data-ascii", r#"{"action":"sweep"}"#])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()?;
-    let sweep_s = started.elapsed().as_secs_f64();
-    let text = String::from_utf8_lossy(&output.stdout).to_string();
-    let summary: Value = text
-        .find('{')
-        .and_then(|i| serde_json::from_str(text[i..].trim()).ok())
-        .unwrap_or_else(|| json!({"raw": text}));
-    let hwm_after_sweep = vm_hwm_kib(pid)?;
-    let mut sorted = init_ms.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    println!(
-        "cold init (spawn → first GET /runtime/invocation/next, {} runs): median {median:.0} ms, min {:.0} ms, max {:.0} ms",
-        sorted.len(),
-        sorted[0],
-        sorted[sorted.len() - 1]
-    );
-    println!(
-        "peak RSS (VmHWM): {:.1} MiB after init, {:.1} MiB after a sweep of {} LDs ({sweep_s:.1} s through the emulator, \
-         summary: considered {}, upToDate {}, failed {})",
-        hwm_after_init as f64 / 1024.0,
-        hwm_after_sweep as f64 / 1024.0,
-        fleet.size,
-        summary["considered"],
-        summary["upToDate"],
-        summary["failed"]
-    );
-    Ok(json!({
-        "binary": binary,
-        "coldInitMs": {"runs": init_ms, "median": median, "min": sorted[0], "max": sorted[sorted.len() - 1]},
-        "vmHwmKib": {"afterInit": hwm_after_init, "afterSweep": hwm_after_sweep},
-        "sweep": {"lds": fleet.size, "wallSeconds": sweep_s, "summary": summary},
-    }))
-}
-
-fn vm_hwm_kib(pid: u32) -> BenchResult<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .ok_or_else(|| format!("no VmHWM in /proc/{pid}/status").into())
-}
-
-async fn wait_for_port(port: u16, timeout: Duration) -> BenchResult<()> {
-    let until = Instant::now() + timeout;
-    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        if Instant::now() > until {
-            return Err(format!("nothing listens on 127.0.0.1:{port} after {}s", timeout.as_secs()).into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
-/// A TCP proxy in front of the runtime API emulator that notes when the first request for the next invocation
-/// passes through it.
-struct RuntimeProxy {
-    port: u16,
-    first_next: Arc<Mutex<Option<Instant>>>,
-}
-
-impl RuntimeProxy {
-    async fn start(upstream: u16) -> BenchResult<RuntimeProxy> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
-        let first_next = Arc::new(Mutex::new(None));
-        let seen = first_next.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    if let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await {
-                        let _ = pipe(client, server, seen).await;
-                    }
-                });
-            }
-        });
-        Ok(RuntimeProxy { port, first_next })
-    }
-
-    fn reset(&self) {
-        *self.first_next.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-
-    async fn wait_first_next(&self, since: Instant, timeout: Duration) -> BenchResult<Duration> {
-        while since.elapsed() < timeout {
-            if let Some(at) = *self.first_next.lock().unwrap_or_else(|p| p.into_inner()) {
-                return Ok(at.saturating_duration_since(since));
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        Err(format!("the binary did not ask for an invocation within {}s", timeout.as_secs()).into())
-    }
-}
-
-async fn pipe(client: TcpStream, server: TcpStream, seen: Arc<Mutex<Option<Instant>>>) -> std::io::Result<()> {
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
-    let upstream = async {
-        let mut buffer = vec![0u8; 16 * 1024];
-        loop {
-            let n = client_read.read(&mut buffer).await?;
-            if n == 0 {
-                return server_write.shutdown().await;
-            }
-            let chunk = &buffer[..n];
-            if chunk.starts_with(b"GET ") && chunk.windows(24).any(|w| w == b"/runtime/invocation/next") {
-                let mut first = seen.lock().unwrap_or_else(|p| p.into_inner());
-                first.get_or_insert_with(Instant::now);
-            }
-            server_write.write_all(chunk).await?;
-        }
-    };
-    let downstream = tokio::io::copy(&mut server_read, &mut client_write);
-    let (up, down) = tokio::join!(upstream, downstream);
-    up.and(down.map(|_| ()))
 }

@@ -169,7 +169,20 @@ impl Deployer {
             Trigger::Wakeups(wakeups) => Box::pin(self.fleet.for_wakeups(&readers, wakeups, &self.wakeups, work)),
             _ => Box::pin(self.fleet.for_sweep(&readers, &trigger, work)),
         };
-        let targets = reading.await?;
+        let targets = match (reading.await, &trigger) {
+            // Out of time before anything was read: due steps are sent back to the queue, for at once.
+            (Err(Error::Deadline { .. }), Trigger::Wakeups(wakeups)) => {
+                for wakeup in wakeups {
+                    if let Err(err) = self.wakeups.schedule(wakeup, budget).await {
+                        tracing::warn!(error = %err, "cannot send a due step back to the queue; the next sweep takes it");
+                    }
+                }
+                summary.skipped = wakeups.len();
+                summary.duration_ms = started.elapsed().as_millis() as u64;
+                return Ok(summary);
+            }
+            (read, _) => read?,
+        };
         summary.considered = targets.listed.len();
         summary.ignored_records = targets.ignored_records;
         let rivals = fleet::preferred_rivals(&targets.listed, &policy);

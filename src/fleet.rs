@@ -109,21 +109,28 @@ impl Fleet {
     ) -> Result<Targets> {
         let mut targets = Targets::default();
         let soon = jiff::Timestamp::now() + std::time::Duration::from_secs(1);
+        let mut due = Vec::new();
         for wakeup in wakeups {
             if wakeup.due_at().is_some_and(|due| due > soon) {
                 queue.schedule(wakeup, budget).await?;
-                continue;
+            } else if !due
+                .iter()
+                .any(|d: &&crate::wakeup::Wakeup| (&d.namespace, &d.name) == (&wakeup.namespace, &wakeup.name))
+            {
+                due.push(wakeup);
             }
+        }
+        let reads = due.iter().map(|wakeup| {
             let metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                 namespace: Some(wakeup.namespace.clone()),
                 name: Some(wakeup.name.clone()),
                 ..Default::default()
             };
-            match resources::get(at.client, &metadata, budget).await? {
-                Some(listed) if !targets.listed.iter().any(|t| t.metadata().uid == listed.metadata().uid) => {
-                    targets.listed.push(listed);
-                }
-                Some(_) => {}
+            async move { resources::get(at.client, &metadata, budget).await }
+        });
+        for (wakeup, read) in due.iter().zip(futures::future::join_all(reads).await) {
+            match read? {
+                Some(listed) => targets.listed.push(listed),
                 None => {
                     tracing::info!(namespace = %wakeup.namespace, name = %wakeup.name, "woken for a LambdaDeployment that no longer exists")
                 }

@@ -58,7 +58,8 @@ impl Worker<'_> {
         };
         let me = ld.key();
         let rival = self.rivals.get(&me).map(String::as_str);
-        let now = whole_seconds(jiff::Timestamp::now());
+        // Full precision: a step is due `interval` after this moment, and its wake-up is timed to the second.
+        let now = jiff::Timestamp::now();
         let mut progress = Progress {
             version: None,
             rollout: ld.status.as_ref().and_then(|s| s.rollout.clone()),
@@ -480,10 +481,6 @@ fn view_version(view: &Observed<release::AliasView>) -> Option<String> {
 
 fn retry_of(ld: &LambdaDeployment) -> Option<String> {
     ld.metadata.annotations.as_ref().and_then(|a| a.get(crate::crd::RETRY_ANNOTATION)).cloned()
-}
-
-fn whole_seconds(now: jiff::Timestamp) -> jiff::Timestamp {
-    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now)
 }
 
 /// The outcome of a resource that may not be acted on.

@@ -498,3 +498,57 @@ async fn a_deleted_version_is_rebuilt_and_a_conflicting_alias_move_is_retried() 
         "{statuses:?}"
     );
 }
+
+#[tokio::test]
+async fn a_version_that_cannot_be_judged_is_held_then_rolled_back_after_three_intervals() {
+    let _serial = SERIAL.lock().await;
+    let release = Release::new("release-unjudged").await;
+    let (strategy, analysis) = (canary(&[10], "2s"), error_gate(5.0, 1));
+    first_release(&release, strategy.clone(), analysis.clone()).await;
+    let denied = Fault::new("GetMetricData", FaultAction::AccessDenied).service("monitoring");
+    release.world.testbed.aws().inject(denied).unwrap();
+    let _delivery = release.deliver(vec![release.deployer.clone()]);
+    let c2 = release.upload("2", "release 2").await;
+    release.world.apply_spec("app", release.spec(&c2, strategy, analysis)).await;
+    release.sweep().await;
+    // After the step's interval the judgment fails: held, and the reason shown.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = release.ld().await.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Progressing));
+    let reason = status.rollout.and_then(|r| r.reason).unwrap_or_default();
+    assert!(reason.starts_with("cannot judge yet:") && reason.contains("not authorized"), "{reason}");
+    assert_eq!(release.alias().await, ("1".to_string(), Some(("2".to_string(), 0.1))), "held where it was");
+    // Three intervals later without a judgment: rolled back, not kept on traffic unjudged.
+    let ld = release.until_phase(Phase::RolledBack, Duration::from_secs(20)).await;
+    release.world.testbed.aws().clear_faults();
+    let message = ld.status.unwrap().message.unwrap();
+    assert!(message.contains("could not be judged for 3 intervals"), "{message}");
+    assert_eq!(release.alias().await, ("1".to_string(), None));
+}
+
+#[tokio::test]
+async fn an_invocation_out_of_time_mid_rollout_leaves_it_for_the_next_which_takes_the_step_once() {
+    let _serial = SERIAL.lock().await;
+    let release = Release::new("release-deadline").await;
+    first_release(&release, None, None).await;
+    let c2 = release.upload("2", "release 2").await;
+    release.world.apply_spec("app", release.spec(&c2, canary(&[10, 50], "2s"), None)).await;
+    release.sweep().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A wake-up whose invocation has no time left (Lambda's deadline is 5 s away, all of it kept for reporting).
+    let wakeup = json!({"Records": [{"eventSource": "aws:sqs", "body": json!({"action": "advance", "namespace": release.world.namespace, "name": "app", "due": jiff::Timestamp::now().to_string()}).to_string()}]});
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let moves = release.successful("UpdateAlias");
+    let summary = release.deployer.handle(&wakeup, Some(deadline)).await.unwrap();
+    assert_eq!(summary.skipped, 1, "{summary:?}");
+    assert_eq!(release.alias().await.1, Some(("2".to_string(), 0.1)), "no step taken out of time");
+    // The wake-up was sent again, for at once: the next invocation takes the step.
+    let messages =
+        release.world.sqs.receive_message().queue_url(&release.queue).max_number_of_messages(10).send().await.unwrap();
+    let resent: Vec<&str> = messages.messages().iter().filter_map(|m| m.body()).collect();
+    assert!(resent.iter().any(|b| b.contains("\"name\":\"app\"")), "{resent:?}");
+    let summary = release.deployer.handle(&wakeup, None).await.unwrap();
+    assert_eq!(summary.progressing, 1, "{summary:?}");
+    assert_eq!(release.alias().await.1, Some(("2".to_string(), 0.5)));
+    assert_eq!(release.successful("UpdateAlias"), moves + 1, "the step taken once");
+}

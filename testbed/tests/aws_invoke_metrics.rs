@@ -342,3 +342,24 @@ async fn a_flapping_alarm_is_seen_in_both_states_until_stopped() {
     let absent = json!({ "alarm": unique("absent"), "period_ms": 100 });
     assert_eq!(control(tb, "POST", "/_testbed/alarms/flap", Some(absent)).await.0, 400);
 }
+
+#[tokio::test]
+async fn get_metric_data_denied_by_iam_reaches_the_sdk_as_access_denied() {
+    let tb = testbed().await;
+    let cloudwatch = cloudwatch(tb).await;
+    let fault = testbed::aws::Fault::new("GetMetricData", testbed::aws::FaultAction::AccessDenied)
+        .service("monitoring")
+        .when(testbed::aws::Trigger::Nth(1));
+    tb.aws().inject(fault).unwrap();
+    let metric =
+        aws_sdk_cloudwatch::types::Metric::builder().namespace("AWS/Lambda").metric_name("Invocations").build();
+    let stat = aws_sdk_cloudwatch::types::MetricStat::builder().metric(metric).period(60).stat("Sum").build();
+    let query = aws_sdk_cloudwatch::types::MetricDataQuery::builder().id("q").metric_stat(stat).build();
+    let now = jiff::Timestamp::now().as_second();
+    let (start, end) = (DateTime::from_secs(now - 120), DateTime::from_secs(now));
+    let get = || cloudwatch.get_metric_data().metric_data_queries(query.clone()).start_time(start).end_time(end).send();
+    let err = get().await.unwrap_err();
+    let service = err.as_service_error().expect("a modeled error");
+    assert_eq!(aws_sdk_cloudwatch::error::ProvideErrorMetadata::code(service), Some("AccessDenied"), "{service:?}");
+    assert!(get().await.is_ok(), "the fault fired once");
+}

@@ -8,6 +8,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
+use super::FaultAction;
 use super::cbor::{self, Kind};
 use super::moto_client::{Body, full};
 use super::{Call, Reset, Shared, drop_connection, fire_faults, read_body};
@@ -86,6 +87,26 @@ pub(super) async fn cbor_request(
     }
     if let Some(action) = fire_faults(shared, call).await.instead {
         drop_connection(&action).await?;
+        match action {
+            FaultAction::AccessDenied => {
+                let message = format!(
+                    "User is not authorized to perform: cloudwatch:{operation} because no identity-based policy allows \
+                     the cloudwatch:{operation} action"
+                );
+                return Ok(cbor_error(StatusCode::FORBIDDEN, "AccessDenied", &message));
+            }
+            FaultAction::ServiceException => {
+                return Ok(cbor_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalServiceFault",
+                    "Internal service error",
+                ));
+            }
+            FaultAction::Throttle => {
+                return Ok(cbor_error(StatusCode::BAD_REQUEST, "Throttling", "Rate exceeded"));
+            }
+            _ => {}
+        }
     }
     let access_key = call.access_key_id.clone().unwrap_or_default();
     let target = format!("{service}.{operation}");

@@ -183,6 +183,13 @@ impl Fault {
         let allowed = match self.service.as_str() {
             "lambda" => !matches!(action, SlowDown),
             "s3" => matches!(action, Latency { .. } | ConnectionReset | Timeout { .. } | ServiceException | SlowDown),
+            // CloudWatch (`monitoring`): what judging a release meets when IAM denies it, or CloudWatch fails.
+            "monitoring" => {
+                matches!(
+                    action,
+                    Latency { .. } | ConnectionReset | Timeout { .. } | ServiceException | AccessDenied | Throttle
+                )
+            }
             _ => matches!(action, Latency { .. } | ConnectionReset | Timeout { .. }),
         };
         if !allowed {
