@@ -4,13 +4,16 @@
 # artifact promoted to three functions) with kubectl, creates the three functions, uploads artifacts, runs the real
 # deployer binary under `cargo lambda watch` (the Lambda runtime emulator) and invokes it with a plan, an S3
 # notification, an EventBridge Object Created event and a scheduled sweep that corrects out-of-band drift.
+# Then a guarded release (examples/canary.yaml): a good commit promoted through a canary judged by its own error rate,
+# and a bad one rolled back by itself, the deployer waking itself through its SQS queue.
 # Prints `kubectl get ld -A` and each function's CodeSha256 before and after; exits non-zero unless every function
-# runs its declared artifact. Everything it starts is stopped on exit.
+# runs its declared artifact and the canaries ended as they should. Everything it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 demo=$root/.demo
 example=examples/orders.yaml
+canary=examples/canary.yaml
 export PATH="$root/.venv/bin:$PATH"
 export RUST_LOG="${RUST_LOG:-info}"
 
@@ -44,7 +47,8 @@ rm -rf "$demo"
 mkdir -p "$demo/artifacts"
 
 step "Starting the testbed: moto, the AWS layer and a Kubernetes API server, all on 127.0.0.1"
-setsid "$root/target/debug/testbed" up --dir "$demo/testbed" >"$demo/testbed.log" 2>&1 &
+# Lambda reports invocation metrics by the minute; the demo's canary judges after 5 s, so metrics show after 1 s.
+setsid "$root/target/debug/testbed" up --dir "$demo/testbed" --metrics-delay-ms 1000 >"$demo/testbed.log" 2>&1 &
 groups+=($!)
 wait_for 120 test -s "$demo/testbed/env" || fail "the testbed did not come up (see $demo/testbed.log)"
 sed -n '/^testbed up/,$p' "$demo/testbed.log"
@@ -132,8 +136,12 @@ invoke() {
 }
 
 step "The deployer: the real lambda-deployer binary under the Lambda runtime emulator (cargo lambda watch)"
-echo "CLUSTER_NAME=$CLUSTER_NAME ARTIFACT_BUCKET=$ARTIFACT_BUCKET, credentials of the deployer's IAM role;"
-echo "it reaches the cluster through EKS DescribeCluster and an STS-signed token, like in AWS."
+# Its own queue: a canary's next step is a message to itself, delayed until the step is due.
+ROLLOUT_QUEUE_URL=$(aws sqs create-queue --queue-name lambda-deployer-rollouts --query QueueUrl --output text)
+export ROLLOUT_QUEUE_URL
+echo "CLUSTER_NAME=$CLUSTER_NAME ARTIFACT_BUCKET=$ARTIFACT_BUCKET ROLLOUT_QUEUE_URL=$ROLLOUT_QUEUE_URL,"
+echo "credentials of the deployer's IAM role; it reaches the cluster through EKS DescribeCluster and an STS-signed"
+echo "token, like in AWS."
 setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes --quiet \
     >"$demo/deployer.log" 2>&1 &
 groups+=($!)
@@ -169,6 +177,58 @@ update_finished() {
 }
 wait_for 30 update_finished "${fn[$drifted]}" || fail "the hand-made update did not finish"
 invoke tests/fixtures/eventbridge-scheduled-event.json
+
+step "A guarded release ($canary): function payments, alias live, canary 20% for 5 s judged by its own error rate"
+show kubectl apply -f "$canary"
+aws lambda create-function --function-name payments --runtime provided.al2023 --architectures arm64 \
+    --handler bootstrap --role "arn:aws:iam::$account:role/testbed-function" \
+    --zip-file "fileb://$demo/artifacts/initial.zip" --query FunctionArn --output text
+# What an SQS event source mapping does: wake the deployer when a step is due.
+setsid "$root/target/debug/testbed" deliver-queue --queue-url "$ROLLOUT_QUEUE_URL" \
+    --invoke-url "http://127.0.0.1:$port/2015-03-31/functions/lambda-deployer/invocations" >"$demo/queue.log" 2>&1 &
+groups+=($!)
+# A zip the testbed's Lambda runs with a scripted behaviour (markers in its bytes).
+release() {
+    local commit=$1 text=$2
+    local file="$demo/artifacts/payments-$commit.zip"
+    make_zip "$file" "$text"
+    local version
+    version=$(upload "payments/$commit.zip" "$file")
+    render_event tests/fixtures/eventbridge-object-created.json "$demo/event-payments-$commit.json" "payments/$commit.zip" "$version"
+    invoke "$demo/event-payments-$commit.json" >/dev/null
+}
+phase_of() { kubectl get ld payments -n team-payments -o jsonpath='{.status.phase}'; }
+phase_is() { [[ $(phase_of) == "$1" ]]; }
+first=$(kubectl get ld payments -n team-payments -o jsonpath='{.spec.commit}')
+echo "the first release creates alias live on version 1:"
+release "$first" "payments at $first"
+show aws lambda get-alias --function-name payments --name live --query '[FunctionVersion, RoutingConfig]' --output text
+echo "traffic through the alias: 50 invocations a second, split as its weights say"
+show curl -s -X POST "$AWS_ENDPOINT_URL/_testbed/traffic" -d '{"function":"payments","qualifier":"live","per_second":50}' -o /dev/null -w '%{http_code}\n'
+
+good=1d6f3a0b8c2e4d5f7a9b1c3e5d7f9a0b2c4d6e8f
+step "A good commit: version 2 gets 20% of the traffic, is judged after 5 s, then gets all of it"
+show kubectl patch ld payments -n team-payments --type merge -p "{\"spec\":{\"commit\":\"$good\"}}"
+release "$good" "payments at $good"
+show kubectl get ld payments -n team-payments
+wait_for 30 phase_is Deployed || fail "the good canary was not promoted (phase $(phase_of))"
+show kubectl get ld payments -n team-payments
+show aws lambda get-alias --function-name payments --name live --query '[FunctionVersion, RoutingConfig]' --output text
+
+bad=9f8e7d6c5b4a39281706f5e4d3c2b1a098765432
+step "A bad commit: version 3 fails half its invocations; judged after 5 s, rolled back by itself"
+show kubectl patch ld payments -n team-payments --type merge -p "{\"spec\":{\"commit\":\"$bad\"}}"
+release "$bad" "payments at $bad testbed:error-rate=0.5"
+show kubectl get ld payments -n team-payments
+wait_for 30 phase_is RolledBack || fail "the bad canary was not rolled back (phase $(phase_of))"
+show kubectl get ld payments -n team-payments
+show kubectl get ld payments -n team-payments -o jsonpath='{.status.message}{"\n"}'
+show aws lambda get-alias --function-name payments --name live --query '[FunctionVersion, RoutingConfig]' --output text
+show kubectl get events -n team-payments --sort-by=.eventTime -o custom-columns=REASON:.reason,NOTE:.note
+[[ $(aws lambda get-alias --function-name payments --name live --query FunctionVersion --output text) == 2 ]] \
+    || fail "alias live does not send everything to version 2"
+echo "release history (kubectl get ld payments -o yaml, .status.history):"
+show kubectl get ld payments -n team-payments -o jsonpath='{range .status.history[*]}{.version} {.commit} {.outcome}{"\n"}{end}'
 
 step "Result"
 show kubectl get ld -A
