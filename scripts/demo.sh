@@ -224,7 +224,7 @@ wait_for 30 phase_is RolledBack || fail "the bad canary was not rolled back (pha
 show kubectl get ld payments -n team-payments
 show kubectl get ld payments -n team-payments -o jsonpath='{.status.message}{"\n"}'
 show aws lambda get-alias --function-name payments --name live --query '[FunctionVersion, RoutingConfig]' --output text
-show kubectl get events -n team-payments --sort-by=.eventTime -o custom-columns=REASON:.reason,NOTE:.note
+show kubectl get events -n team-payments --sort-by=.eventTime -o custom-columns=REASON:.reason,MESSAGE:.message
 [[ $(aws lambda get-alias --function-name payments --name live --query FunctionVersion --output text) == 2 ]] \
     || fail "alias live does not send everything to version 2"
 echo "release history (kubectl get ld payments -o yaml, .status.history):"
@@ -245,4 +245,5 @@ for ld in "${lds[@]}"; do
     printf '%-30s %-46s %-46s %s\n' "$ld" "${before[$ld]}" "$after" "$runs"
 done
 $ok || fail "not every function runs its declared artifact (deployer log: $demo/deployer.log)"
-printf '\n\033[32mEvery function runs its declared commit and every LambdaDeployment is Deployed.\033[0m\n'
+printf '\n\033[32mEvery function runs its declared commit and every LambdaDeployment is Deployed; payments kept\n'
+printf 'version 2 live after its bad commit was rolled back.\033[0m\n'

@@ -77,6 +77,10 @@ pub struct Summary {
     pub rolled_back: usize,
     /// Releases that gave their version all the traffic in this invocation (also counted in `deployed`).
     pub promoted: usize,
+    /// Releases rolled back in this invocation (`rolledBack` counts every release that stands rolled back).
+    pub rollbacks: usize,
+    /// Deploys that put back code or an alias changed out of band (also counted in `deployed`).
+    pub drift_corrected: usize,
     pub skipped: usize,
     /// Artifact events that matched no LambdaDeployment rule (other bucket, key not matching the template).
     pub ignored_records: usize,
@@ -234,6 +238,7 @@ impl Deployer {
 
 fn count(summary: &mut Summary, reported: Reported) {
     let Reported { resource, outcome, released, status_written, events_recorded, errors } = reported;
+    summary.drift_corrected += usize::from(matches!(outcome, Outcome::Deployed { drift: true, .. }));
     let counter = match &outcome {
         Outcome::Released { .. } => release_counter(summary, released.as_ref()),
         Outcome::Deployed { .. } => &mut summary.deployed,
@@ -268,7 +273,10 @@ fn count(summary: &mut Summary, reported: Reported) {
 /// Which count a release's outcome goes to: what traffic does now, and whether this invocation moved it.
 fn release_counter<'s>(summary: &'s mut Summary, released: Option<&Released>) -> &'s mut usize {
     let events = released.map(|r| r.events.as_slice()).unwrap_or_default();
-    summary.promoted += events.iter().filter(|e| matches!(e, ReleaseEvent::Promoted)).count();
+    let happened = |wanted: fn(&ReleaseEvent) -> bool| events.iter().filter(|e| wanted(e)).count();
+    summary.promoted += happened(|e| matches!(e, ReleaseEvent::Promoted));
+    summary.rollbacks += happened(|e| matches!(e, ReleaseEvent::RolledBack));
+    summary.drift_corrected += happened(|e| matches!(e, ReleaseEvent::AliasRestored));
     match released.and_then(|r| r.rollout.as_ref()).map(|r| r.state) {
         Some(RolloutState::Progressing) => &mut summary.progressing,
         Some(RolloutState::RolledBack) => &mut summary.rolled_back,

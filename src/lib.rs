@@ -4,7 +4,8 @@
 //! reads in bulk what it can; adapters observe and act on S3 ([`artifact`]), Lambda ([`function`]) and the cluster
 //! ([`cluster`], [`resources`]), every call under one retry and deadline policy ([`retry`]); [`plan`] decides,
 //! purely; [`reconcile`] runs observe → plan → act for one resource and writes what happened; [`report`] turns
-//! outcomes into status and Events, purely; [`deployer`] runs an invocation.
+//! outcomes into status and Events, purely, and [`metrics`] the invocation's summary into CloudWatch metrics;
+//! [`deployer`] runs an invocation.
 
 pub mod arn;
 pub mod artifact;
@@ -18,6 +19,7 @@ pub mod fleet;
 pub mod function;
 pub mod judge;
 pub mod key;
+pub mod metrics;
 pub mod plan;
 pub mod reconcile;
 pub mod release;

@@ -234,11 +234,27 @@ pub fn desired_status(
     status.phase = Some(phase);
     status.message = Some(message.clone());
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let (reconciling, stalled) = kstatus(phase, ready.1);
     status.conditions = vec![
         condition(old_conditions, "Ready", ready, &message, generation, now),
+        condition(old_conditions, "Reconciling", reconciling, &message, generation, now),
+        condition(old_conditions, "Stalled", stalled, &message, generation, now),
         condition(old_conditions, "ArtifactAvailable", artifact_available, &artifact_message(outcome), generation, now),
     ];
     Some(status)
+}
+
+/// `Reconciling` and `Stalled`, the conditions kstatus (Flux, `kubectl wait`) reads besides `Ready`: work under way
+/// that will finish by itself is Reconciling (kstatus: InProgress); a state that waits for a person is Stalled
+/// (kstatus: Failed). `ready_reason` becomes their reason, so each says why.
+fn kstatus(phase: Phase, ready_reason: &'static str) -> ((&'static str, &'static str), (&'static str, &'static str)) {
+    match phase {
+        Phase::WaitingForArtifact | Phase::Deploying | Phase::Progressing => {
+            (("True", ready_reason), ("False", ready_reason))
+        }
+        Phase::Failed | Phase::Blocked | Phase::RolledBack => (("False", ready_reason), ("True", ready_reason)),
+        Phase::Deployed | Phase::Suspended => (("False", ready_reason), ("False", ready_reason)),
+    }
 }
 
 /// Phase, message and conditions of a release; the function's verified code when the alias serves the artifact.
@@ -297,6 +313,7 @@ fn artifact_message(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Deployed { artifact, .. }
         | Outcome::UpToDate { artifact }
+        | Outcome::Released { artifact }
         | Outcome::UpdateFailed { artifact, .. } => {
             format!(
                 "s3://{}/{} version {}",
@@ -498,6 +515,124 @@ mod tests {
         let outcome = Outcome::Deployed { artifact: artifact(), drift: true };
         let status = desired_status(None, subject(1, "abcdef1"), &outcome, None, at(0)).unwrap();
         assert_eq!(events_for(None, &status, &outcome, None)[0].0, "DriftCorrected");
+    }
+
+    /// A status of every phase, as the deployer writes it (generation 3, commit abcdef1).
+    fn every_phase() -> Vec<LambdaDeploymentStatus> {
+        let rollout = |state, weight, reason: Option<&str>| Rollout {
+            commit: "abcdef1".into(),
+            code_sha256: "SHA".into(),
+            version: "2".into(),
+            stable_version: Some("1".into()),
+            weight,
+            step: 1,
+            state,
+            started_at: at(0).to_string(),
+            step_started_at: at(0).to_string(),
+            next_step_at: (state == RolloutState::Progressing).then(|| at(300).to_string()),
+            reason: reason.map(String::from),
+            retry: None,
+        };
+        let released = |rollout: Rollout| Released {
+            alias: "live".into(),
+            version: "1".into(),
+            rollout: Some(rollout),
+            finished: vec![],
+            events: vec![],
+        };
+        let progressing = released(rollout(RolloutState::Progressing, 10, None));
+        let rolled_back = released(rollout(RolloutState::RolledBack, 0, Some("alarm errors is in ALARM")));
+        let released_outcome = Outcome::Released { artifact: artifact() };
+        let cases: Vec<(Outcome, Option<&Released>)> = vec![
+            (Outcome::WaitingForArtifact { bucket: "b".into(), key: "f/abcdef1.zip".into() }, None),
+            (Outcome::Deploying { message: "update in progress".into(), started: Some(artifact()) }, None),
+            (Outcome::Deployed { artifact: artifact(), drift: false }, None),
+            (Outcome::Failed { message: "function not found".into() }, None),
+            (Outcome::Invalid { message: "spec.commit is not hex".into() }, None),
+            (Outcome::UpdateFailed { artifact: artifact(), reason: "InvalidRuntime: no".into() }, None),
+            (Outcome::Blocked { message: "function is owned by LambdaDeployment a/b".into() }, None),
+            (Outcome::Suspended, None),
+            (released_outcome.clone(), Some(&progressing)),
+            (released_outcome, Some(&rolled_back)),
+        ];
+        cases
+            .into_iter()
+            .map(|(outcome, released)| desired_status(None, subject(3, "abcdef1"), &outcome, released, at(0)).unwrap())
+            .collect()
+    }
+
+    /// kstatus's rules (sigs.k8s.io/cli-utils/pkg/kstatus, as Flux applies them), written out as the oracle.
+    fn kstatus_of(generation: i64, status: &LambdaDeploymentStatus) -> &'static str {
+        let is = |type_: &str, value: &str| status.conditions.iter().any(|c| c.type_ == type_ && c.status == value);
+        if status.observed_generation != Some(generation) {
+            "InProgress"
+        } else if is("Stalled", "True") {
+            "Failed"
+        } else if is("Reconciling", "True") || is("Ready", "False") {
+            "InProgress"
+        } else if is("Ready", "True") {
+            "Current"
+        } else {
+            "Unknown"
+        }
+    }
+
+    #[test]
+    fn every_phase_tells_kstatus_whether_it_is_done_in_progress_or_stuck() {
+        let seen: Vec<(Phase, &str)> =
+            every_phase().iter().map(|status| (status.phase.unwrap(), kstatus_of(3, status))).collect();
+        use Phase::*;
+        let expected = [
+            (WaitingForArtifact, "InProgress"),
+            (Deploying, "InProgress"),
+            (Deployed, "Current"),
+            (Failed, "Failed"),
+            (Failed, "Failed"),
+            (Failed, "Failed"),
+            (Blocked, "Failed"),
+            (Suspended, "InProgress"),
+            (Progressing, "InProgress"),
+            (RolledBack, "Failed"),
+        ];
+        assert_eq!(seen, expected);
+        for status in every_phase() {
+            assert_eq!(kstatus_of(4, &status), "InProgress", "a newer generation is not yet observed");
+            for condition in &status.conditions {
+                assert_eq!(condition.observed_generation, Some(3), "kubectl wait compares it: {}", condition.type_);
+            }
+        }
+    }
+
+    /// `tests/fixtures/status/*.json` are these statuses (the Argo CD health check is tested against them): a
+    /// change to what the deployer writes fails here until they are rewritten with `UPDATE_FIXTURES=1`.
+    #[test]
+    fn the_status_fixtures_are_what_the_deployer_writes() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/status");
+        for status in every_phase() {
+            let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+            let phase = format!("{:?}", status.phase.unwrap());
+            let name = if phase == ready.reason { format!("{phase}.json") } else { format!("{phase}-{}.json", ready.reason) };
+            let name = name.to_lowercase();
+            let resource = serde_json::json!({
+                "apiVersion": "lambda-deployer.dev/v1",
+                "kind": "LambdaDeployment",
+                "metadata": {"name": "orders", "namespace": "team-orders", "generation": 3},
+                "spec": {
+                    "functionARN": "arn:aws:lambda:us-east-1:123456789012:function:orders",
+                    "functionName": "orders",
+                    "commit": "abcdef1"
+                },
+                "status": status,
+            });
+            let text = serde_json::to_string_pretty(&resource).unwrap() + "\n";
+            let path = dir.join(&name);
+            if std::env::var_os("UPDATE_FIXTURES").is_some() {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &text).unwrap();
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert_eq!(committed, text, "{name} differs from what the deployer writes; rerun with UPDATE_FIXTURES=1");
+        }
     }
 
     #[test]
