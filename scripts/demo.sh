@@ -59,7 +59,7 @@ aws() { command aws --endpoint-url "$AWS_ENDPOINT_URL" --region "$AWS_REGION" "$
 account=$(aws sts get-caller-identity --query Account --output text)
 
 step "Kubernetes: the LambdaDeployment CRD, the deployer's RBAC, and $example"
-show kubectl apply -f crds/
+show kubectl apply -k crds
 show kubectl apply -f "$example"
 
 # What the example declares: namespace, name, function ARN, artifact name and commit of each LambdaDeployment.

@@ -87,8 +87,7 @@ impl Cluster {
         );
         config.root_cert = Some(pem_certificates(&ca_pem).map_err(|e| cluster_error(cluster_name, &e))?);
         config.auth_info.token = Some(token.into());
-        config.default_retry = false;
-        kube::Client::try_from(config).map_err(|e| cluster_error(cluster_name, &format!("building the client: {e}")))
+        build_client(config).map_err(|e| cluster_error(cluster_name, &format!("building the client: {e}")))
     }
 
     /// The EKS bearer token for this container's credentials.
@@ -179,6 +178,26 @@ fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         return Err("certificate authority data contains no PEM certificate".into());
     }
     Ok(certificates)
+}
+
+/// How the claims this deployer makes name its cluster: the EKS cluster's ARN (in the deployer's account and
+/// region, where DescribeCluster looks), or a kubeconfig's server URL.
+pub fn identity(access: &ClusterAccess, deployer: &crate::deployer::Identity) -> String {
+    match access {
+        ClusterAccess::Eks { cluster_name } => {
+            format!("arn:{}:eks:{}:{}:cluster/{cluster_name}", deployer.partition, deployer.region, deployer.account)
+        }
+        ClusterAccess::Kubeconfig { path } => kubeconfig_server(path).unwrap_or_else(|| format!("kubeconfig {path}")),
+    }
+}
+
+/// The server of a kubeconfig's current context.
+fn kubeconfig_server(path: &str) -> Option<String> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).ok()?;
+    let context_name = kubeconfig.current_context.as_deref()?;
+    let context = kubeconfig.contexts.iter().find(|c| c.name == context_name)?.context.as_ref()?;
+    let cluster = kubeconfig.clusters.iter().find(|c| c.name == context.cluster)?.cluster.as_ref()?;
+    cluster.server.clone()
 }
 
 async fn kubeconfig_client(path: &str) -> Result<kube::Client> {

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "lambda-deployer.dev";
 /// Tag the deployer puts on every function it deploys, naming the owning LambdaDeployment (`namespace/name`).
 pub const OWNER_TAG: &str = "lambda-deployer.dev/owner";
+/// Tag naming the cluster the owning LambdaDeployment lives in: only that cluster's deployer can tell when the
+/// claim ends.
+pub const CLUSTER_TAG: &str = "lambda-deployer.dev/cluster";
 /// Annotation that asks the deployer to try again what it gave up on (an update Lambda failed): any new value.
 pub const RETRY_ANNOTATION: &str = "lambda-deployer.dev/retry";
 /// Pattern shared by the schema and the deployer's own re-validation (objects can reach us without schema checks).
@@ -143,6 +146,10 @@ pub struct LambdaDeploymentStatus {
     /// try this artifact again until `spec.commit` changes or the `lambda-deployer.dev/retry` annotation does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_update: Option<FailedUpdate>,
+    /// The cluster named by this resource's claim on the function (tags `lambda-deployer.dev/owner` and
+    /// `lambda-deployer.dev/cluster`), as last verified. Until it is recorded, sweeps read the function's tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_in: Option<String>,
     /// The version the alias sends all traffic to, as last verified (`spec.alias`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,

@@ -2,6 +2,7 @@
 //! ([`crate::reconcile`]) and sums up. Clients live in [`Deployer`], built once per container and reused by every
 //! invocation.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -19,8 +20,9 @@ use crate::crd::RolloutState;
 use crate::fleet::{self, Fleet, Readers, Targets};
 use crate::function::Functions;
 use crate::judge::Judge;
+use crate::ownership::Seen;
 use crate::plan::Policy;
-use crate::reconcile::{FRESH_LISTING, Reported, Worker};
+use crate::reconcile::{FRESH_LISTING, Reported, Worker, resource_key};
 use crate::report::{self, Outcome, ReleaseEvent, Released};
 use crate::retry::{Budget, RetryStats};
 use crate::trigger::{self, Trigger};
@@ -39,6 +41,8 @@ pub struct Identity {
 /// Kept free at the end of an invocation: AWS waits and retries stop this long before the deadline, so there is
 /// always time to write the statuses and Events of what was done.
 const REPORT_RESERVE: Duration = Duration::from_secs(5);
+/// Kept free of any call at the very end: the summary, its log line and metrics go out before Lambda's deadline.
+const RETURN_RESERVE: Duration = Duration::from_millis(500);
 /// At most this many error messages are returned in the summary; all are logged.
 const MAX_SUMMARY_ERRORS: usize = 20;
 
@@ -53,6 +57,8 @@ pub struct Deployer {
     cluster: Cluster,
     stats: RetryStats,
     fleet: Fleet,
+    /// This deployer's cluster, as the claims it makes on functions name it.
+    cluster_id: String,
 }
 
 /// The invocation's result.
@@ -114,6 +120,7 @@ impl Deployer {
         let lambda = aws_sdk_lambda::Client::new(sdk);
         let limits = std::sync::Arc::new(crate::aws::LambdaLimits::default());
         Deployer {
+            cluster_id: crate::cluster::identity(&config.cluster, identity),
             cluster: Cluster::new(config.cluster.clone(), sdk),
             artifacts: ArtifactStore::new(aws_sdk_s3::Client::from_conf(s3_config)),
             functions: Functions::new(lambda.clone(), limits.clone()),
@@ -154,7 +161,8 @@ impl Deployer {
             trigger::decode(payload).inspect_err(|err| tracing::error!(error = %err, "rejected invocation"))?;
         let dry_run = matches!(trigger, Trigger::Plan { .. });
         let mut summary = Summary { trigger: trigger.kind().to_string(), dry_run, ..Summary::default() };
-        let budget = Budget { deadline, attempt_timeout: self.config.call_timeout, stats: &self.stats };
+        let calls_until = deadline.map(|deadline| deadline.checked_sub(RETURN_RESERVE).unwrap_or(deadline));
+        let budget = Budget { deadline: calls_until, attempt_timeout: self.config.call_timeout, stats: &self.stats };
         let work = budget.until(deadline.map(|deadline| deadline.checked_sub(REPORT_RESERVE).unwrap_or(deadline)));
         let client = self.cluster.client(work).await?;
         let policy = self.policy();
@@ -190,6 +198,8 @@ impl Deployer {
         summary.considered = targets.listed.len();
         summary.ignored_records = targets.ignored_records;
         let rivals = fleet::preferred_rivals(&targets.listed, &policy);
+        let seen: HashMap<String, Seen> =
+            targets.listed.iter().map(|listed| (resource_key(listed.metadata()), Seen::of(listed))).collect();
         let worker = Worker {
             config: &self.config,
             policy: &policy,
@@ -206,6 +216,8 @@ impl Deployer {
             listed_functions: &targets.functions,
             objects: &targets.objects,
             rivals: &rivals,
+            seen: &seen,
+            cluster: &self.cluster_id,
             fresh_until: listed_at + FRESH_LISTING,
         };
         // Every resource at once: the acting slots and the rate limits pace them, and waiting for an update to

@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::aws::{LambdaLimits, aws_error};
-use crate::crd::{ArtifactStatus, OWNER_TAG};
+use crate::crd::{ArtifactStatus, CLUSTER_TAG, OWNER_TAG};
+use crate::ownership::Claim;
 use crate::plan::{FunctionState, Observed};
 use crate::retry::{Attempted, Budget, Call};
 use crate::{Error, Result};
@@ -55,7 +56,7 @@ impl Functions {
             last_update_status: config.last_update_status().map(|s| s.as_str().to_string()).unwrap_or_default(),
             last_update_reason: config.last_update_status_reason().map(String::from),
             last_update_reason_code: config.last_update_status_reason_code().map(|c| c.as_str().to_string()),
-            owner: output.tags().and_then(|tags| tags.get(OWNER_TAG)).cloned(),
+            claim: Claim::from_tags(output.tags()),
             detailed: true,
         })
     }
@@ -107,7 +108,7 @@ impl Functions {
                         last_update_status: String::new(),
                         last_update_reason: None,
                         last_update_reason_code: None,
-                        owner: None,
+                        claim: Claim::default(),
                         detailed: false,
                     },
                 );
@@ -119,15 +120,16 @@ impl Functions {
         }
     }
 
-    /// Tags the function with its owning LambdaDeployment (`namespace/name`). Tagging twice is harmless, so a
-    /// retry after a lost answer needs no care.
-    pub async fn claim(&self, arn: &str, owner: &str, budget: Budget<'_>) -> Result<()> {
+    /// Tags the function with its owning LambdaDeployment (`namespace/name`) and the cluster it lives in. Tagging
+    /// twice is harmless, so a retry after a lost answer needs no care.
+    pub async fn claim(&self, arn: &str, owner: &str, cluster: &str, budget: Budget<'_>) -> Result<()> {
         budget
             .run(Call::new("lambda", "TagResource"), Some(&self.limits.control_plane), || async {
                 self.lambda
                     .tag_resource()
                     .resource(arn)
                     .tags(OWNER_TAG, owner)
+                    .tags(CLUSTER_TAG, cluster)
                     .send()
                     .await
                     .map(|_| ())

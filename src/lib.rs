@@ -20,6 +20,7 @@ pub mod function;
 pub mod judge;
 pub mod key;
 pub mod metrics;
+pub mod ownership;
 pub mod plan;
 pub mod reconcile;
 pub mod release;

@@ -42,8 +42,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
 /// JSON log lines, as Lambda's advanced logging controls and the Rust runtime document them: the level from
 /// `AWS_LAMBDA_LOG_LEVEL` (the template's `LoggingConfig`), else `RUST_LOG`; always JSON (with or without
-/// `AWS_LAMBDA_LOG_FORMAT=JSON`). Each line carries the invocation's span, which the runtime opens with the
-/// `requestId`: every line an invocation logs names it.
+/// `AWS_LAMBDA_LOG_FORMAT=JSON`). Each line carries its spans (`spans`), the first of which the runtime opens with
+/// the invocation's `requestId`: every line an invocation logs names it.
 fn init_logging() {
     // Lambda's levels are TRACE..ERROR and FATAL; tracing has no FATAL.
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|level| level.to_lowercase().replace("fatal", "error"));
@@ -59,8 +59,9 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
+        // The whole list, outermost first: the SDK opens spans of its own inside the invocation's.
+        .with_current_span(false)
+        .with_span_list(true)
         .with_target(false)
         .without_time()
         .init();

@@ -47,7 +47,12 @@ pub const METRICS: &[Metric] = &[
         meaning: "of those, functions or aliases changed out of band and put back",
         value: |s| s.drift_corrected as u64,
     },
-    Metric { name: "UpToDate", unit: "Count", meaning: "already running the declared commit", value: |s| s.up_to_date as u64 },
+    Metric {
+        name: "UpToDate",
+        unit: "Count",
+        meaning: "already running the declared commit",
+        value: |s| s.up_to_date as u64,
+    },
     Metric {
         name: "Deploying",
         unit: "Count",
@@ -178,14 +183,22 @@ mod tests {
         for dimension in ["Deployer", "Trigger"] {
             assert!(doc[dimension].is_string(), "{dimension}");
         }
-        let names: Vec<&str> = directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
         assert_eq!(names.len(), METRICS.len());
         for name in names {
             assert!(doc[name].is_u64(), "{name}");
         }
         assert_eq!((doc["Deployed"].as_u64(), doc["DriftCorrected"].as_u64()), (Some(3), Some(1)));
-        assert_eq!((doc["Failed"].as_u64(), doc["RolledBack"].as_u64()), (Some(2), Some(1)), "rolled back now, not still");
-        assert_eq!((doc["Retries"].as_u64(), doc["Throttles"].as_u64(), doc["Duration"].as_u64()), (Some(7), Some(5), Some(812)));
+        assert_eq!(
+            (doc["Failed"].as_u64(), doc["RolledBack"].as_u64()),
+            (Some(2), Some(1)),
+            "rolled back now, not still"
+        );
+        assert_eq!(
+            (doc["Retries"].as_u64(), doc["Throttles"].as_u64(), doc["Duration"].as_u64()),
+            (Some(7), Some(5), Some(812))
+        );
         assert_eq!(doc["requestId"], "req-1");
         assert_eq!(doc["Trigger"], "schedule");
     }

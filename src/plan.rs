@@ -6,6 +6,7 @@ use crate::arn::{ArnGlob, FunctionArn};
 use crate::config::NamespacePolicy;
 use crate::crd::{ArtifactStatus, LambdaDeployment, RETRY_ANNOTATION};
 use crate::key::{self, KeyTemplate};
+use crate::ownership::{self, Claim, OwnerCheck, Ownership};
 
 /// The function as GetFunction (or ListFunctions) reported it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,8 +20,8 @@ pub struct FunctionState {
     pub last_update_reason: Option<String>,
     /// Lambda's `LastUpdateStatusReasonCode`, e.g. `InvalidZipFileException`.
     pub last_update_reason_code: Option<String>,
-    /// The owner tag's value (`namespace/name`), if the function has one.
-    pub owner: Option<String>,
+    /// The owner and cluster tags: which LambdaDeployment claims the function.
+    pub claim: Claim,
     /// From GetFunction (state, tags and a fresh RevisionId). ListFunctions pages carry only code and revision, so
     /// such an observation is enough to confirm "up to date" but not to deploy or to judge ownership.
     pub detailed: bool,
@@ -77,8 +78,12 @@ pub struct Input<'a> {
     pub artifact_from_listing: bool,
     pub function: &'a Observed<FunctionState>,
     /// Another LambdaDeployment in this invocation targeting the same function, preferred to this one (created
-    /// earlier). Decides ownership only while the function carries no owner tag.
+    /// earlier). Decides ownership only while the function carries no claim that holds.
     pub preferred_rival: Option<&'a str>,
+    /// Whether the LambdaDeployment the function's claim names still holds it.
+    pub owner_check: &'a OwnerCheck,
+    /// This deployer's cluster, as claims name it.
+    pub cluster: &'a str,
     /// CodeSha256 of an update this invocation sent that may have been applied (accepted, or its answer was lost).
     /// An update an earlier invocation left unconfirmed is in the status (`pendingUpdate`).
     pub sent: Option<&'a str>,
@@ -92,6 +97,8 @@ pub enum Decision {
         key: String,
     },
     ObserveFunction,
+    /// Find out whether the LambdaDeployment the function's claim names (`namespace/name`) still holds it.
+    CheckOwner(String),
     /// Update the code to `artifact`, guarded by `revision_id`. `claim` = tag the function as ours first;
     /// `drift` = it ran our commit before and was changed out of band.
     Deploy {
@@ -225,20 +232,28 @@ pub fn plan(input: &Input) -> Decision {
     let status = ld.status.as_ref();
     let sent = input.sent.or_else(|| status.and_then(|s| s.pending_update.as_ref()).map(|p| p.sha256.as_str()));
     let ours = sent == Some(artifact.sha256.as_str());
-    // A listing shows neither tags nor whether an update is still running (or failed).
-    if !function.detailed && (function.code_sha256 != artifact.sha256 || input.preferred_rival.is_some() || ours) {
+    // A listing shows neither tags nor whether an update is still running (or failed); a claim this resource has
+    // not yet verified in this cluster is read too.
+    let claim_verified = status.and_then(|s| s.claimed_in.as_deref()) == Some(input.cluster);
+    if !function.detailed
+        && (function.code_sha256 != artifact.sha256 || input.preferred_rival.is_some() || ours || !claim_verified)
+    {
         return Decision::ObserveFunction;
     }
     let me = ld.key();
-    // The owner is the tagged LambdaDeployment, else the oldest eligible one. One message for both, so a rival's
-    // status does not change when the owner's tag lands in the middle of a sweep.
-    let claim = match function.owner.as_deref().or(input.preferred_rival) {
-        Some(owner) if owner != me => {
-            return Decision::Blocked(format!("function {arn} is owned by LambdaDeployment {owner}"));
-        }
-        Some(_) => false,
-        // A listed function's tags are unknown; it already runs our artifact, so there is nothing to claim now.
-        None => function.detailed,
+    let arn_text = arn.to_string();
+    let claim = match ownership::decide(&ownership::Input {
+        me: &me,
+        arn: &arn_text,
+        claim: &function.claim,
+        cluster: input.cluster,
+        rival: input.preferred_rival,
+        check: input.owner_check,
+        detailed: function.detailed,
+    }) {
+        Ownership::Mine { claim } => claim,
+        Ownership::Blocked(message) => return Decision::Blocked(message),
+        Ownership::Check(owner) => return Decision::CheckOwner(owner),
     };
     // Settle first: during an update CodeSha256 already names the new code, which may yet fail.
     if function.last_update_status == "InProgress" || function.state == "Pending" {
@@ -293,6 +308,7 @@ mod tests {
 
     const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:orders-prod";
     const COMMIT: &str = "8cc06dbec558fd94d9b40da92e347a34f454df61";
+    const CLUSTER: &str = "arn:aws:eks:us-east-1:123456789012:cluster/prod";
 
     fn ld() -> LambdaDeployment {
         let mut ld = LambdaDeployment::new(
@@ -326,14 +342,14 @@ mod tests {
             last_update_status: "Successful".into(),
             last_update_reason: None,
             last_update_reason_code: None,
-            owner: owner.map(String::from),
+            claim: Claim { owner: owner.map(String::from), cluster: Some(CLUSTER.into()) },
             detailed: true,
         }
     }
 
     fn listed(sha: &str) -> FunctionState {
         FunctionState {
-            owner: None,
+            claim: Claim::default(),
             detailed: false,
             state: String::new(),
             last_update_status: String::new(),
@@ -425,7 +441,10 @@ mod tests {
                 ld: { let mut ld = ld(); ld.status = Some(LambdaDeploymentStatus { deployed_commit: Some(COMMIT.into()), ..Default::default() }); ld },
                 ..case("code changed under a deployed commit is drift", deploy(false, true))
             },
-            Case { function: Observed::Found(function("OLD", Some("team-b/orders"))), ..case("a function owned by another LD is blocked", Decision::Blocked(blocked_owner)) },
+            Case { function: Observed::Found(function("OLD", Some("team-b/orders"))), ..case("a function claimed by another LD here is checked before anything else", Decision::CheckOwner("team-b/orders".into())) },
+            Case { function: Observed::Found(FunctionState { claim: Claim { owner: Some("team-b/orders".into()), cluster: Some("elsewhere".into()) }, ..function("OLD", None) }), ..case("a function claimed in another cluster is blocked", Decision::Blocked(format!("{blocked_owner} of cluster elsewhere"))) },
+            Case { function: Observed::Found(FunctionState { claim: Claim { owner: Some("team-a/orders".into()), cluster: None }, ..function("NEW", None) }), ..case("our claim without its cluster is completed", up_to_date(true, false)) },
+            Case { ld: { let mut ld = ld(); ld.status = Some(LambdaDeploymentStatus { claimed_in: Some(String::new()), ..Default::default() }); ld }, function: Observed::Found(listed("NEW")), ..case("a listed function whose claim this resource never verified is read in detail", Decision::ObserveFunction) },
             Case { function: Observed::Found(function("OLD", None)), rival: Some("team-b/first"), ..case("an unowned function targeted by an older LD is blocked", Decision::Blocked(format!("function {ARN} is owned by LambdaDeployment team-b/first"))) },
             Case { function: Observed::Found(function("OLD", Some("team-a/orders"))), rival: Some("team-b/first"), ..case("the owner tag beats creation order", deploy(false, false)) },
             Case { function: Observed::Missing, ..case("a missing function fails", Decision::Failed(format!("function {ARN} does not exist"))) },
@@ -465,12 +484,22 @@ mod tests {
                 allowed_function_arns: &allowed,
                 namespace_policy: namespace_policy.as_ref(),
             };
+            // This resource's claim was verified before, unless the case says otherwise.
+            let mut ld = c.ld.clone();
+            let status = ld.status.get_or_insert_with(Default::default);
+            if status.claimed_in.is_none() {
+                status.claimed_in = Some(CLUSTER.into());
+            } else if status.claimed_in.as_deref() == Some("") {
+                status.claimed_in = None;
+            }
             let input = Input {
-                ld: &c.ld,
+                ld: &ld,
                 artifact: &c.artifact,
                 artifact_from_listing: c.artifact_from_listing,
                 function: &c.function,
                 preferred_rival: c.rival,
+                owner_check: &OwnerCheck::NotChecked,
+                cluster: CLUSTER,
                 sent: c.sent,
                 policy: &policy,
             };

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::crd::{ArtifactStatus, LambdaDeployment, RETRY_ANNOTATION};
 use crate::function::{Functions, lost_race};
 use crate::judge::Judge;
+use crate::ownership::{OwnerCheck, Seen};
 use crate::plan::{self, Decision, FunctionState, Input, Observed, Policy};
 use crate::report::{self, Outcome, Released, Subject};
 use crate::resources::{self, EventRecord, Listed};
@@ -71,6 +72,11 @@ pub struct Worker<'a> {
     pub objects: &'a HashMap<String, String>,
     /// For each resource that shares its function with an older one, the older one's key.
     pub rivals: &'a HashMap<String, String>,
+    /// What this invocation's listing showed of each resource (by `namespace/name`): enough to tell whether a
+    /// claim it makes on a function still holds.
+    pub seen: &'a HashMap<String, Seen>,
+    /// This deployer's cluster, as the claims it makes name it.
+    pub cluster: &'a str,
     /// Resources listed before this instant count as fresh (see [`FRESH_LISTING`]).
     pub fresh_until: Instant,
 }
@@ -197,6 +203,7 @@ impl Worker<'_> {
         let mut artifact_from_listing = unchanged.is_some();
         let mut artifact = unchanged.map_or(Observed::NotObserved, |known| Observed::Found(known.clone()));
         let rival = self.rivals.get(&me).map(String::as_str);
+        let mut owner_check = OwnerCheck::NotChecked;
         let mut races = 0;
         let done = |outcome: Outcome| Step::Done(outcome.into());
         loop {
@@ -206,6 +213,8 @@ impl Worker<'_> {
                 artifact_from_listing,
                 function: &function,
                 preferred_rival: rival,
+                owner_check: &owner_check,
+                cluster: self.cluster,
                 sent: sent.as_ref().map(|a| a.sha256.as_str()),
                 policy,
             });
@@ -234,18 +243,22 @@ impl Worker<'_> {
                         return done(out_of_time(sent));
                     }
                 }
+                Decision::CheckOwner(owner) => {
+                    self.hold(&mut slot).await;
+                    match self.check_owner(&owner, arn).await {
+                        Some(checked) => owner_check = checked,
+                        None => return done(out_of_time(sent)),
+                    }
+                }
                 // Out of time (an observation cut short is no finding): what was started is reported as such.
                 _ if self.work.expired() => return done(out_of_time(sent)),
                 Decision::UpToDate { artifact, claim, deployed } => {
                     if claim {
                         self.hold(&mut slot).await;
-                        match self.functions.claim(arn, &me, self.work).await {
+                        match self.claim(arn, &me).await {
                             Ok(()) => {}
-                            Err(Error::Deadline { .. }) => return done(out_of_time(sent)),
-                            Err(err) => {
-                                let message = format!("cannot tag {arn} as owned by {me}: {err}");
-                                return done(Outcome::Failed { message });
-                            }
+                            Err(Outcome::Skipped) => return done(out_of_time(sent)),
+                            Err(outcome) => return done(outcome),
                         }
                     }
                     return done(if deployed {
@@ -258,13 +271,10 @@ impl Worker<'_> {
                 Decision::Deploy { artifact: wanted, revision_id, claim, .. } => {
                     self.hold(&mut slot).await;
                     if claim {
-                        match self.functions.claim(arn, &me, self.work).await {
+                        match self.claim(arn, &me).await {
                             Ok(()) => {}
-                            Err(Error::Deadline { .. }) => return done(out_of_time(sent)),
-                            Err(err) => {
-                                let message = format!("cannot tag {arn} as owned by {me}: {err}");
-                                return done(Outcome::Failed { message });
-                            }
+                            Err(Outcome::Skipped) => return done(out_of_time(sent)),
+                            Err(outcome) => return done(outcome),
                         }
                         // Claimed: look again, so ownership and the revision are confirmed before deploying.
                         function = Observed::NotObserved;
@@ -407,7 +417,7 @@ impl Worker<'_> {
     async fn publish(&self, target: &Listed, finished: Finished) -> Published {
         let mut reported = Reported::nothing_written(target, finished);
         let status = target.status();
-        let subject = subject(target.metadata(), target.commit());
+        let subject = subject(target.metadata(), target.commit(), self.cluster);
         let (outcome, released) = (&reported.outcome, reported.released.as_ref());
         // Whole seconds, as Kubernetes stores condition times: what is read back then equals what was written.
         let now = jiff::Timestamp::now();
@@ -475,9 +485,9 @@ fn out_of_time(sent: &Option<ArtifactStatus>) -> Outcome {
     }
 }
 
-fn subject<'a>(metadata: &'a ObjectMeta, commit: Option<&'a str>) -> Subject<'a> {
+fn subject<'a>(metadata: &'a ObjectMeta, commit: Option<&'a str>, cluster: &'a str) -> Subject<'a> {
     let retry = metadata.annotations.as_ref().and_then(|a| a.get(RETRY_ANNOTATION)).map(String::as_str);
-    Subject { generation: metadata.generation, commit, retry }
+    Subject { generation: metadata.generation, commit, retry, cluster: Some(cluster) }
 }
 
 pub fn resource_key(metadata: &ObjectMeta) -> String {

@@ -121,6 +121,8 @@ pub struct Subject<'a> {
     pub commit: Option<&'a str>,
     /// The `lambda-deployer.dev/retry` annotation.
     pub retry: Option<&'a str>,
+    /// The deployer's cluster: a resource that may deploy has verified (or made) its claim in it.
+    pub cluster: Option<&'a str>,
 }
 
 /// The status the resource should have after `outcome`. Messages are stable (no timestamps or counters), so the
@@ -132,7 +134,7 @@ pub fn desired_status(
     released: Option<&Released>,
     now: jiff::Timestamp,
 ) -> Option<LambdaDeploymentStatus> {
-    let Subject { generation, commit, retry } = subject;
+    let Subject { generation, commit, retry, cluster } = subject;
     let old_or_default = old.cloned().unwrap_or_default();
     let same_commit = |recorded: &str| commit == Some(recorded);
     let mut status = LambdaDeploymentStatus {
@@ -145,6 +147,13 @@ pub fn desired_status(
         // An unconfirmed update and a failed one stay known while the commit is the same.
         pending_update: old_or_default.pending_update.clone().filter(|p| same_commit(&p.commit)),
         failed_update: old_or_default.failed_update.clone().filter(|f| same_commit(&f.commit)),
+        // Every outcome of a resource that may deploy follows a claim verified in this cluster (the plan reads the
+        // tags until it is recorded); Blocked means it holds none.
+        claimed_in: match outcome {
+            Outcome::Deployed { .. } | Outcome::UpToDate { .. } | Outcome::Released { .. } => cluster.map(String::from),
+            Outcome::Blocked { .. } => None,
+            _ => old_or_default.claimed_in.clone(),
+        },
         version: old_or_default.version.clone(),
         rollout: old_or_default.rollout.clone(),
         history: old_or_default.history.clone(),
@@ -461,7 +470,7 @@ mod tests {
     }
 
     fn subject(generation: i64, commit: &str) -> Subject<'_> {
-        Subject { generation: Some(generation), commit: Some(commit), retry: None }
+        Subject { generation: Some(generation), commit: Some(commit), retry: None, cluster: Some("test-cluster") }
     }
 
     fn at(seconds: i64) -> jiff::Timestamp {
@@ -611,7 +620,8 @@ mod tests {
         for status in every_phase() {
             let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
             let phase = format!("{:?}", status.phase.unwrap());
-            let name = if phase == ready.reason { format!("{phase}.json") } else { format!("{phase}-{}.json", ready.reason) };
+            let name =
+                if phase == ready.reason { format!("{phase}.json") } else { format!("{phase}-{}.json", ready.reason) };
             let name = name.to_lowercase();
             let resource = serde_json::json!({
                 "apiVersion": "lambda-deployer.dev/v1",

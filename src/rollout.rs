@@ -98,14 +98,12 @@ impl Worker<'_> {
                     self.hold(&mut slot).await;
                     view = match self.versions.view(arn, &release.alias, self.work).await {
                         Observed::Found(viewed) => {
-                            // The owner is the tagged LambdaDeployment, else the oldest eligible one.
-                            match viewed.owner.as_deref().or(rival) {
-                                Some(owner) if owner != me => {
-                                    let message = format!("function {arn} is owned by LambdaDeployment {owner}");
-                                    return Step::Done(Outcome::Blocked { message }.into());
+                            match self.owns(&me, arn, &viewed.claim, rival).await {
+                                Ok(claim) => unclaimed = claim,
+                                Err(Outcome::Skipped) => {
+                                    return self.finish(ld, release, artifact, progress, Some(Outcome::Skipped));
                                 }
-                                Some(_) => {}
-                                None => unclaimed = true,
+                                Err(outcome) => return Step::Done(outcome.into()),
                             }
                             Observed::Found(viewed.view)
                         }
@@ -273,6 +271,13 @@ impl Worker<'_> {
                 }
             }
         }
+        // In sync without a move: the claim is completed here (a move claims first).
+        if unclaimed && !self.dry_run {
+            self.hold(&mut slot).await;
+            if let Err(outcome) = self.claim(arn, &me).await {
+                return self.finish(ld, release, artifact, progress, Some(outcome));
+            }
+        }
         if progress.finished.iter().any(|f| f.outcome != RolloutState::Superseded) {
             self.prune(arn, ld, &progress).await;
         }
@@ -375,14 +380,6 @@ impl Worker<'_> {
                 Some(format!("spec.analysis.alarms: no alarm named {missing:?} exists; no traffic was moved"))
             }
             Err(err) => Some(format!("cannot check spec.analysis.alarms: {err}; no traffic was moved")),
-        }
-    }
-
-    async fn claim(&self, arn: &str, me: &str) -> Result<(), Outcome> {
-        match self.functions.claim(arn, me, self.work).await {
-            Ok(()) => Ok(()),
-            Err(Error::Deadline { .. }) => Err(Outcome::Skipped),
-            Err(err) => Err(Outcome::Failed { message: format!("cannot tag {arn} as owned by {me}: {err}") }),
         }
     }
 

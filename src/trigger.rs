@@ -12,6 +12,12 @@
 //!   each body names a LambdaDeployment whose rollout step is due ([`crate::wakeup::Wakeup`]).
 //!
 //! Anything else is [`Error::Payload`], non-retryable, naming what was received without echoing large input.
+//!
+//! Decoded by hand rather than with `aws_lambda_events`' types: the deployer reads a few fields per shape, while the
+//! typed records require and check fields it never reads (an S3 record's `eventTime` as a date, `userIdentity`,
+//! `requestParameters`; an SQS record's `attributes`), so minimal emulator records and harmless oddities would be
+//! refused. Tried: the typed version was longer, not shorter, and pulled in chrono and serde_with. The tests below pin
+//! what it would have changed.
 
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value};
@@ -351,5 +357,168 @@ fn quoted_list(keys: &[&String]) -> String {
     match keys.len().checked_sub(MAX_LISTED_KEYS) {
         Some(more) if more > 0 => format!("{} and {more} more", shown.join(", ")),
         _ => shown.join(", "),
+    }
+}
+
+/// Only what the deployer reads is checked, and every problem names the record and the field.
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn payload_error(payload: Value) -> String {
+        match decode(&payload) {
+            Err(Error::Payload(message)) => message,
+            other => panic!("expected a payload error, got {other:?}"),
+        }
+    }
+
+    /// An S3 record with only the fields the deployer reads (emulators send no more).
+    fn s3_record() -> Value {
+        json!({
+            "eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "artifacts"}, "object": {"key": "orders-api/3c4e9a1.zip"}}
+        })
+    }
+
+    fn s3_upload(version_id: Option<&str>) -> Trigger {
+        Trigger::Artifacts(vec![ArtifactEvent {
+            bucket: "artifacts".into(),
+            key: "orders-api/3c4e9a1.zip".into(),
+            version_id: version_id.map(Into::into),
+            source: ArtifactSource::S3Notification,
+        }])
+    }
+
+    fn object_created(detail: Value) -> Value {
+        json!({"source": "aws.s3", "detail-type": "Object Created", "detail": detail})
+    }
+
+    fn sqs_record(body: Value) -> Value {
+        json!({"eventSource": "aws:sqs", "body": body})
+    }
+
+    const WAKEUP: &str = r#"{"action":"advance","namespace":"team-a","name":"orders","due":"2026-12-02T14:05:00Z"}"#;
+
+    #[test]
+    fn an_s3_record_needs_only_the_fields_the_deployer_reads() {
+        assert_eq!(decode(&json!({"Records": [s3_record()]})).unwrap(), s3_upload(None));
+        let mut record = s3_record();
+        record["eventName"] = json!("s3:ObjectCreated:Post");
+        assert_eq!(decode(&json!({"Records": [record]})).unwrap(), s3_upload(None));
+    }
+
+    #[test]
+    fn fields_the_deployer_does_not_read_are_not_checked() {
+        let mut record = s3_record();
+        record["eventTime"] = json!("yesterday");
+        record["responseElements"] = json!({"x-amz-request-id": 7});
+        record["s3"]["object"]["size"] = json!("large");
+        assert_eq!(decode(&json!({"Records": [record]})).unwrap(), s3_upload(None));
+
+        let mut event =
+            object_created(json!({"bucket": {"name": "artifacts"}, "object": {"key": "k", "size": "large"}}));
+        event["time"] = json!("yesterday");
+        assert!(matches!(decode(&event), Ok(Trigger::Artifacts(events)) if events.len() == 1));
+
+        let schedule = json!({"source": "aws.events", "detail-type": "Scheduled Event", "time": "yesterday"});
+        assert_eq!(decode(&schedule).unwrap(), Trigger::Sweep { source: SweepSource::Schedule });
+
+        let mut message = sqs_record(json!(WAKEUP));
+        message["messageAttributes"] = json!("none");
+        assert!(matches!(decode(&json!({"Records": [message]})), Ok(Trigger::Wakeups(w)) if w.len() == 1));
+    }
+
+    #[test]
+    fn empty_and_null_version_ids_mean_unversioned() {
+        for version_id in [json!(null), json!("")] {
+            let mut record = s3_record();
+            record["s3"]["object"]["versionId"] = version_id.clone();
+            assert_eq!(decode(&json!({"Records": [record]})).unwrap(), s3_upload(None));
+            let detail = json!({"bucket": {"name": "b"}, "object": {"key": "k", "version-id": version_id}});
+            let Ok(Trigger::Artifacts(events)) = decode(&object_created(detail)) else { panic!("not decoded") };
+            assert_eq!(events[0].version_id, None);
+        }
+        let mut record = s3_record();
+        record["s3"]["object"]["versionId"] = json!("v1");
+        assert_eq!(decode(&json!({"Records": [record]})).unwrap(), s3_upload(Some("v1")));
+    }
+
+    #[test]
+    fn a_record_that_is_not_an_upload_is_skipped_whatever_else_it_holds() {
+        let removal = json!({"eventSource": "aws:s3", "eventName": "ObjectRemoved:Delete", "s3": 7});
+        assert_eq!(decode(&json!({"Records": [removal]})).unwrap(), Trigger::Artifacts(vec![]));
+    }
+
+    #[test]
+    fn s3_record_problems_name_the_record_and_the_field() {
+        let with = |path: &[&str], value: Value| {
+            let mut record = s3_record();
+            *path.iter().fold(&mut record, |value, step| &mut value[*step]) = value;
+            // The removal is skipped, so the bad record is the one reported, by its index.
+            let removal = json!({"eventSource": "aws:s3", "eventName": "ObjectRemoved:Delete"});
+            payload_error(json!({"Records": [removal, record]}))
+        };
+        assert_eq!(
+            with(&["s3", "object", "key"], json!(7)),
+            "Records[1]: s3.object.key is a number, expected a string"
+        );
+        assert_eq!(with(&["s3", "bucket"], json!({})), "Records[1]: s3.bucket.name is missing");
+        assert_eq!(with(&["s3"], json!(null)), "Records[1]: s3.bucket.name is missing");
+        assert_eq!(
+            with(&["s3", "object", "versionId"], json!([])),
+            "Records[1]: s3.object.versionId is an array, expected a string"
+        );
+        assert_eq!(with(&["eventName"], json!(null)), "Records[1]: eventName is null, expected a string");
+        assert_eq!(
+            payload_error(json!({"Records": [7, {"EventSource": "aws:sns"}]})),
+            "Records[0]: record is a number, expected an object (and 1 more unusable records)"
+        );
+    }
+
+    #[test]
+    fn object_created_problems_name_the_field() {
+        assert_eq!(
+            payload_error(object_created(json!({"object": {"key": "k"}}))),
+            "S3 \"Object Created\" event: detail.bucket.name is missing"
+        );
+        assert_eq!(
+            payload_error(object_created(json!({"bucket": {"name": "b"}, "object": {"key": 7}}))),
+            "S3 \"Object Created\" event: detail.object.key is a number, expected a string"
+        );
+        assert_eq!(
+            payload_error(object_created(json!({"bucket": {"name": "b"}, "object": {"key": "k", "version-id": 7}}))),
+            "S3 \"Object Created\" event: detail.object.version-id is a number, expected a string"
+        );
+        assert_eq!(
+            payload_error(json!({"source": "aws.s3"})),
+            "EventBridge event with source \"aws.s3\" and detail-type (missing) is neither an S3 \"Object Created\" \
+             nor a \"Scheduled Event\" from \"aws.events\""
+        );
+    }
+
+    #[test]
+    fn sqs_record_problems_name_the_record_and_the_field() {
+        assert_eq!(
+            payload_error(json!({"Records": [sqs_record(json!(7))]})),
+            "Records[0]: body is a number, expected a string"
+        );
+        assert_eq!(payload_error(json!({"Records": [{"eventSource": "aws:sqs"}]})), "Records[0]: body is missing");
+        let records =
+            json!({"Records": [sqs_record(json!(WAKEUP)), {"eventSource": "aws:s3"}, sqs_record(json!("{}"))]});
+        let Ok(Trigger::Wakeups(wakeups)) = decode(&records) else { panic!("the good record should be kept") };
+        assert_eq!(wakeups.len(), 1);
+        assert_eq!(
+            payload_error(json!({"Records": [sqs_record(json!("{}")), {"body": WAKEUP}]})),
+            "Records[0]: body is not a rollout wake-up: missing field `action` at line 1 column 2 (and 1 more unusable \
+             records)"
+        );
+        let undated = WAKEUP.replace("2026-12-02T14:05:00Z", "tomorrow");
+        assert_eq!(
+            payload_error(json!({"Records": [sqs_record(json!(undated))]})),
+            "Records[0]: due \"tomorrow\" is not an RFC 3339 time"
+        );
     }
 }

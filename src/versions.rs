@@ -10,8 +10,8 @@ use aws_sdk_lambda::types::AliasRoutingConfiguration;
 
 use crate::Error;
 use crate::aws::{LambdaLimits, aws_error};
-use crate::crd::OWNER_TAG;
 use crate::function::get_function;
+use crate::ownership::Claim;
 use crate::plan::Observed;
 use crate::release::{AliasState, AliasView};
 use crate::retry::{Attempted, Budget, Call};
@@ -21,11 +21,11 @@ pub struct Versions {
     limits: Arc<LambdaLimits>,
 }
 
-/// A function's alias as GetFunction with the alias as qualifier shows it, with the function's owner tag.
+/// A function's alias as GetFunction with the alias as qualifier shows it, with the function's claim.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Viewed {
     pub view: AliasView,
-    pub owner: Option<String>,
+    pub claim: Claim,
 }
 
 impl Versions {
@@ -50,7 +50,7 @@ impl Versions {
                 version: config.version().unwrap_or_default().to_string(),
                 code_sha256: config.code_sha256().unwrap_or_default().to_string(),
             },
-            owner: output.tags().and_then(|tags| tags.get(OWNER_TAG)).cloned(),
+            claim: Claim::from_tags(output.tags()),
         })
     }
 

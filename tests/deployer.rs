@@ -100,7 +100,8 @@ async fn duplicate_events_and_an_event_racing_a_sweep_deploy_exactly_once() {
     let key = format!("{function}/{c2}.zip");
     let (version, sha) = world.upload(&key, "race release").await;
     let owner = format!("{}/race", world.namespace);
-    world.lambda.tag_resource().resource(&arn).tags(lambda_deployer::crd::OWNER_TAG, owner).send().await.unwrap();
+    let claim = world.lambda.tag_resource().resource(&arn).tags(lambda_deployer::crd::OWNER_TAG, owner);
+    claim.tags(lambda_deployer::crd::CLUSTER_TAG, support::this_cluster()).send().await.unwrap();
     let other = world.deployer(&[]).await;
     let slow_look = Fault::new("GetFunction", FaultAction::Latency { ms: 1500 }).function(&function).after_apply();
     world.testbed.aws().inject(slow_look.when(testbed::aws::Trigger::Next(2))).unwrap();
@@ -341,7 +342,12 @@ async fn the_status_the_deployer_writes_survives_schema_pruning() {
     assert!(artifact.version_id.is_some() && !artifact.sha256.is_empty());
     let types: Vec<(&str, &str, &str)> =
         status.conditions.iter().map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str())).collect();
-    assert_eq!(types, [("Ready", "True", "Deployed"), ("ArtifactAvailable", "True", "Found")]);
+    let kstatus = [("Reconciling", "False", "Deployed"), ("Stalled", "False", "Deployed")];
+    assert_eq!(
+        types,
+        [[("Ready", "True", "Deployed")].as_slice(), &kstatus, &[("ArtifactAvailable", "True", "Found")]].concat()
+    );
+    assert!(status.claimed_in.is_some(), "the claim's cluster is kept");
     assert!(status.conditions.iter().all(|c| c.observed_generation == ld.metadata.generation && !c.message.is_empty()));
 }
 

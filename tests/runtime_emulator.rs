@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use lambda_deployer::crd::Phase;
+use lambda_deployer::metrics;
 use serde_json::Value;
 use support::{Children, World, commit, free_port, venv_tool};
 use testbed::identity::AwsIdentity;
@@ -55,9 +56,12 @@ async fn the_real_binary_handles_every_trigger_under_the_runtime_emulator() {
         .envs(world.testbed.deployer_env().into_iter().filter(|(k, _)| k != "KUBECONFIG"))
         .env("WATCH_NAMESPACES", &world.namespace)
         .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
-        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_NAME", "deployer-under-test")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        // As the template's LoggingConfig makes Lambda set them; Lambda's level wins over RUST_LOG.
+        .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
         .env("RUST_LOG", "debug")
         .stdout(std::fs::File::create(&log_path).unwrap())
         .stderr(Stdio::inherit());
@@ -116,8 +120,51 @@ async fn the_real_binary_handles_every_trigger_under_the_runtime_emulator() {
     drop(processes);
     let logs = std::fs::read_to_string(&log_path).unwrap();
     assert!(logs.lines().count() > 5, "the binary logged: {logs}");
-    for line in logs.lines() {
-        assert!(serde_json::from_str::<Value>(line).is_ok(), "every log line is JSON: {line}");
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("every log line is JSON ({e}): {line}")))
+        .collect();
+    assert!(!lines.iter().any(|l| l["level"] == "DEBUG"), "AWS_LAMBDA_LOG_LEVEL=INFO is obeyed over RUST_LOG");
+    // Every line of an invocation names its request (lines before the first invocation are start-up).
+    let request_id = |line: &Value| match line.get("_aws") {
+        Some(_) => line["requestId"].as_str().map(String::from),
+        None => line["spans"][0]["requestId"].as_str().map(String::from),
+    };
+    let first = lines.iter().position(|l| request_id(l).is_some()).expect("lines with a request id");
+    for line in &lines[first..] {
+        assert!(request_id(line).is_some_and(|r| !r.is_empty()), "a line without its request id: {line}");
+    }
+
+    // One EMF document per invocation that did something (not the plan, not the rejected payload), parsed back.
+    let documents: Vec<&Value> = lines.iter().filter(|l| l.get("_aws").is_some()).collect();
+    let triggers: Vec<&str> = documents.iter().map(|d| d["Trigger"].as_str().unwrap_or_default()).collect();
+    assert_eq!(triggers, ["schedule", "artifact", "artifact", "sweep"]);
+    let count = |name: &str| documents.iter().map(|d| d[name].as_u64().unwrap_or(u64::MAX)).collect::<Vec<_>>();
+    assert_eq!(count("Deployed"), [0, 1, 1, 0]);
+    assert_eq!(count("WaitingForArtifact"), [1, 0, 0, 0]);
+    assert_eq!(count("UpToDate"), [0, 0, 0, 1]);
+    for document in &documents {
+        let directive = &document["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], metrics::NAMESPACE);
+        assert_eq!(directive["Dimensions"], serde_json::json!([["Deployer"], ["Deployer", "Trigger"]]));
+        assert_eq!(document["Deployer"], "deployer-under-test", "the function's own name");
+        assert!(document["_aws"]["Timestamp"].as_u64().is_some_and(|t| t > 1_700_000_000_000));
+        let emitted: Vec<(&str, &str)> = directive["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["Name"].as_str().unwrap(), m["Unit"].as_str().unwrap()))
+            .collect();
+        let declared: Vec<(&str, &str)> = metrics::METRICS.iter().map(|m| (m.name, m.unit)).collect();
+        assert_eq!(emitted, declared, "the binary emits exactly the metrics the template's alarms are checked against");
+        for (name, _) in emitted {
+            assert!(document[name].is_u64(), "{name} has a value: {document}");
+        }
+        let invocation = document["requestId"].as_str().unwrap();
+        let finished = lines
+            .iter()
+            .find(|l| request_id(l).as_deref() == Some(invocation) && l["fields"]["message"] == "invocation finished");
+        assert!(finished.is_some(), "the metrics name the invocation their summary line names: {invocation}");
     }
     let deployer_identity = AwsIdentity::deployer();
     for secret in [deployer_identity.secret_access_key.as_str(), "k8s-aws-v1.", "X-Amz-Signature"] {

@@ -3,7 +3,10 @@
 
 use std::path::Path;
 
-use lambda_deployer::crd::OWNER_TAG;
+use lambda_deployer::crd::{CLUSTER_TAG, OWNER_TAG};
+use lambda_deployer::deployer::Summary;
+use lambda_deployer::metrics::{METRICS, NAMESPACE, emf_line};
+use lambda_deployer::trigger::{SweepSource, Trigger};
 use serde_json::{Value, json};
 use testbed::identity::DEPLOYER_GROUP;
 
@@ -327,7 +330,8 @@ fn tagging_can_only_set_the_ownership_tag() {
     assert!(!tagging.is_empty());
     for statement in tagging {
         assert_eq!(statement.actions, ["lambda:TagResource"], "{}: tagging needs its own condition", statement.sid);
-        assert_eq!(statement.condition, json!({ "ForAllValues:StringEquals": { "aws:TagKeys": [OWNER_TAG] } }));
+        let claim_tags = [OWNER_TAG, CLUSTER_TAG];
+        assert_eq!(statement.condition, json!({ "ForAllValues:StringEquals": { "aws:TagKeys": claim_tags } }));
     }
 }
 
@@ -427,9 +431,495 @@ fn every_setting_the_deployer_reads_is_passed_from_a_parameter() {
         "WATCH_NAMESPACES",
         "FUNCTION_OBSERVATION",
         "ROLLOUT_QUEUE_URL",
-        "RUST_LOG",
     ] {
         assert!(variables.contains_key(name), "{name} is not set");
     }
     assert_eq!(template["Parameters"]["KeyTemplate"]["Default"], "{functionName}/{commit}.zip");
+}
+
+// ---- Operations: logging, alarms, notifications and the dashboard ----
+
+/// The function resource's logical name: `Ref` of it is the function's name, the `Deployer` dimension's value.
+fn the_function_name(template: &Value) -> &str {
+    let functions = resources_of_type(template, "AWS::Serverless::Function");
+    assert_eq!(functions.len(), 1, "exactly one function");
+    functions[0].0
+}
+
+/// `Ref` of the function as the dashboard writes it inside its `Fn::Sub` text.
+fn function_placeholder(template: &Value) -> String {
+    arn_text(&json!({ "Ref": the_function_name(template) }))
+}
+
+fn alarms(template: &Value) -> Vec<(&str, &Value)> {
+    let alarms = resources_of_type(template, "AWS::CloudWatch::Alarm");
+    assert!(!alarms.is_empty(), "the template defines alarms");
+    alarms
+}
+
+/// What the binary emits, asked of the binary: the namespace and dimension sets of one invocation's EMF document.
+fn emitted_directive() -> Value {
+    let summary = Summary { trigger: "schedule".into(), ..Summary::default() };
+    let line = emf_line(&summary, "deployer", "request", 0).expect("an invocation that is not a dry run emits metrics");
+    let document: Value = serde_json::from_str(&line).expect("the EMF line is JSON");
+    document["_aws"]["CloudWatchMetrics"][0].clone()
+}
+
+/// The dimension sets the binary emits, each as its sorted dimension names (CloudWatch matches a set, not an order).
+fn emitted_dimension_sets() -> Vec<Vec<String>> {
+    let directive = emitted_directive();
+    assert_eq!(directive["Namespace"], NAMESPACE);
+    let sets = directive["Dimensions"].as_array().expect("EMF Dimensions is a list of sets");
+    sets.iter()
+        .map(|set| {
+            let mut names: Vec<String> =
+                set.as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect();
+            names.sort();
+            names
+        })
+        .collect()
+}
+
+/// Every `Trigger` dimension value an invocation can emit: every trigger but the dry run, which emits nothing.
+fn triggers_with_metrics() -> Vec<&'static str> {
+    let all = [
+        Trigger::Artifacts(vec![]),
+        Trigger::Sweep { source: SweepSource::Schedule },
+        Trigger::Sweep { source: SweepSource::Direct },
+        Trigger::Wakeups(vec![]),
+        Trigger::Plan { namespace: None, name: None },
+    ];
+    for trigger in &all {
+        // Exhaustive on purpose: a new kind of trigger does not compile until it is listed above.
+        match trigger {
+            Trigger::Artifacts(_) | Trigger::Sweep { .. } | Trigger::Wakeups(_) | Trigger::Plan { .. } => {}
+        }
+    }
+    let plan = Summary { trigger: "plan".into(), dry_run: true, ..Summary::default() };
+    assert_eq!(emf_line(&plan, "deployer", "request", 0), None, "a dry run emits no metrics");
+    all.iter().filter(|t| !matches!(t, Trigger::Plan { .. })).map(Trigger::kind).collect()
+}
+
+/// One metric an alarm watches: namespace, name, statistic and dimensions (name, value as `arn_text` reads it).
+#[derive(Debug)]
+struct Watched {
+    namespace: String,
+    name: String,
+    statistic: String,
+    dimensions: Vec<(String, String)>,
+}
+
+/// The metrics an alarm watches: its own metric, or every `MetricStat` of a metric-math alarm.
+fn watched_by(alarm: &Value) -> Vec<Watched> {
+    let dimensions = |metric: &Value| -> Vec<(String, String)> {
+        one_or_many(&metric["Dimensions"])
+            .iter()
+            .map(|d| (d["Name"].as_str().expect("dimension name").to_string(), arn_text(&d["Value"])))
+            .collect()
+    };
+    if alarm.get("Metrics").is_some() {
+        return one_or_many(&alarm["Metrics"])
+            .iter()
+            .filter_map(|query| query.get("MetricStat"))
+            .map(|stat| Watched {
+                namespace: stat["Metric"]["Namespace"].as_str().unwrap_or_default().to_string(),
+                name: stat["Metric"]["MetricName"].as_str().unwrap_or_default().to_string(),
+                statistic: stat["Stat"].as_str().unwrap_or_default().to_string(),
+                dimensions: dimensions(&stat["Metric"]),
+            })
+            .collect();
+    }
+    vec![Watched {
+        namespace: alarm["Namespace"].as_str().expect("an alarm names its namespace").to_string(),
+        name: alarm["MetricName"].as_str().expect("an alarm names its metric").to_string(),
+        statistic: alarm["Statistic"].as_str().or(alarm["ExtendedStatistic"].as_str()).unwrap_or_default().to_string(),
+        dimensions: dimensions(alarm),
+    }]
+}
+
+/// The one alarm on `namespace`/`metric`, with its properties.
+fn alarm_on<'a>(template: &'a Value, namespace: &str, metric: &str) -> (&'a str, &'a Value) {
+    let found: Vec<(&str, &Value)> = alarms(template)
+        .into_iter()
+        .filter(|(_, alarm)| watched_by(alarm).iter().any(|w| w.namespace == namespace && w.name == metric))
+        .collect();
+    assert_eq!(found.len(), 1, "exactly one alarm on {namespace} {metric}: {found:?}");
+    found[0]
+}
+
+fn number(value: &Value, what: &str) -> u64 {
+    value.as_u64().unwrap_or_else(|| panic!("{what} is a whole number, not {value}"))
+}
+
+/// `rate(N minutes)` (or hour/hours, minute, day/days) in seconds.
+fn rate_seconds(schedule: &str) -> u64 {
+    let inner = schedule.strip_prefix("rate(").and_then(|s| s.strip_suffix(')')).expect("a rate() expression");
+    let (count, unit) = inner.split_once(' ').expect("rate(N unit)");
+    let count: u64 = count.parse().expect("a whole number of units");
+    let unit_seconds = match unit.trim_end_matches('s') {
+        "minute" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        other => panic!("unknown rate unit {other}"),
+    };
+    count * unit_seconds
+}
+
+/// The dashboard's body: the `Fn::Sub` text parsed as JSON. Substitutions (`${DeployerFunction}`,
+/// `${DeployerFailureQueue.QueueName}`, `${AWS::Region}`) stay in it as placeholder strings.
+fn dashboard_body(template: &Value) -> Value {
+    let dashboards = resources_of_type(template, "AWS::CloudWatch::Dashboard");
+    assert_eq!(dashboards.len(), 1, "exactly one dashboard");
+    let body = arn_text(&dashboards[0].1["DashboardBody"]);
+    serde_json::from_str(&body).unwrap_or_else(|err| panic!("DashboardBody is not JSON ({err}):\n{body}"))
+}
+
+/// Every `${...}` substitution in a `Fn::Sub` text (`${!Literal}` is not one).
+fn substitutions(text: &str) -> Vec<String> {
+    text.split("${")
+        .skip(1)
+        .filter(|rest| !rest.starts_with('!'))
+        .map(|rest| rest.split_once('}').expect("a closed substitution").0.to_string())
+        .collect()
+}
+
+/// One line of a dashboard metric widget, shorthand resolved: `"."` repeats the previous line's item there.
+#[derive(Debug, Clone)]
+struct Drawn {
+    namespace: String,
+    name: String,
+    dimensions: Vec<(String, String)>,
+    /// The line's own `stat`, else the widget's.
+    stat: String,
+}
+
+fn drawn_metrics(widget: &Value) -> Vec<Drawn> {
+    let properties = &widget["properties"];
+    let mut previous: Vec<String> = Vec::new();
+    let mut drawn = Vec::new();
+    for line in properties["metrics"].as_array().expect("a metric widget lists metrics") {
+        let items = line.as_array().expect("a metric line is a list");
+        if items.first().is_some_and(Value::is_object) {
+            continue; // a math expression: it draws the lines it refers to, which are listed themselves
+        }
+        let (options, texts): (Vec<&Value>, Vec<&Value>) = items.iter().partition(|item| item.is_object());
+        let texts: Vec<String> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item.as_str().expect("a metric line's items are text") {
+                "." => previous.get(i).cloned().expect("\".\" with nothing above it"),
+                text => text.to_string(),
+            })
+            .collect();
+        assert!(texts.len() >= 2 && texts.len().is_multiple_of(2), "namespace, metric, then name/value pairs: {line}");
+        let stat = options.first().and_then(|o| o["stat"].as_str()).or(properties["stat"].as_str());
+        drawn.push(Drawn {
+            namespace: texts[0].clone(),
+            name: texts[1].clone(),
+            dimensions: texts[2..].chunks(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect(),
+            stat: stat.unwrap_or("Average").to_string(),
+        });
+        previous = texts;
+    }
+    drawn
+}
+
+fn dashboard_widgets(template: &Value) -> Vec<Value> {
+    dashboard_body(template)["widgets"].as_array().expect("the dashboard has widgets").clone()
+}
+
+fn drawn_metrics_if_any(widget: &Value) -> Vec<Drawn> {
+    if widget["type"] == "metric" { drawn_metrics(widget) } else { vec![] }
+}
+
+fn everything_drawn(template: &Value) -> Vec<Drawn> {
+    dashboard_widgets(template).iter().flat_map(drawn_metrics_if_any).collect()
+}
+
+/// The queue the function's failed async invocations go to.
+fn failure_queue(template: &Value) -> String {
+    let destination = &the_function(template)["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"];
+    destination["Fn::GetAtt"][0].as_str().expect("the on-failure destination is a queue of this stack").to_string()
+}
+
+#[test]
+fn every_alarm_on_the_deployers_namespace_names_an_emitted_metric_with_exactly_the_deployer_dimension() {
+    let template = template();
+    let deployer = function_placeholder(&template);
+    let emitted_sets = emitted_dimension_sets();
+    let mut checked = 0;
+    for (name, alarm) in alarms(&template) {
+        for watched in watched_by(alarm).into_iter().filter(|w| w.namespace == NAMESPACE) {
+            assert!(
+                METRICS.iter().any(|m| m.name == watched.name),
+                "{name}: the deployer emits no metric {:?}",
+                watched.name
+            );
+            assert_eq!(watched.dimensions, [("Deployer".to_string(), deployer.clone())], "{name}");
+            assert!(emitted_sets.contains(&vec!["Deployer".to_string()]), "the binary emits the Deployer set");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "the Failed and RolledBack alarms watch the deployer's own metrics");
+}
+
+#[test]
+fn every_deployer_metric_the_dashboard_draws_is_emitted_with_a_dimension_set_the_binary_emits() {
+    let template = template();
+    let deployer = function_placeholder(&template);
+    let emitted_sets = emitted_dimension_sets();
+    let triggers = triggers_with_metrics();
+    let ours: Vec<Drawn> = everything_drawn(&template).into_iter().filter(|d| d.namespace == NAMESPACE).collect();
+    assert!(!ours.is_empty(), "the dashboard draws the deployer's metrics");
+    for line in &ours {
+        assert!(METRICS.iter().any(|m| m.name == line.name), "the deployer emits no metric {:?}", line.name);
+        let mut names: Vec<String> = line.dimensions.iter().map(|(name, _)| name.clone()).collect();
+        names.sort();
+        assert!(emitted_sets.contains(&names), "{}: dimension set {names:?} is not one the binary emits", line.name);
+        for (dimension, value) in &line.dimensions {
+            match dimension.as_str() {
+                "Deployer" => assert_eq!(value, &deployer, "{}: another deployer's metrics", line.name),
+                "Trigger" => assert!(triggers.contains(&value.as_str()), "{}: no trigger is called {value}", line.name),
+                other => panic!("{}: dimension {other}", line.name),
+            }
+        }
+    }
+}
+
+#[test]
+fn the_dashboard_draws_deploys_problems_retries_and_the_duration_of_every_trigger() {
+    let template = template();
+    let deployer = function_placeholder(&template);
+    let drawn = everything_drawn(&template);
+    let draws = |namespace: &str, name: &str, dimensions: &[(&str, &str)], stat: Option<&str>| {
+        drawn.iter().any(|d| {
+            d.namespace == namespace
+                && d.name == name
+                && d.dimensions.iter().map(|(n, v)| (n.as_str(), v.as_str())).eq(dimensions.iter().copied())
+                && stat.is_none_or(|s| d.stat == s)
+        })
+    };
+    let by_deployer = [("Deployer", deployer.as_str())];
+    for name in [
+        "Deployed",
+        "DriftCorrected",
+        "Promoted",
+        "RolledBack",
+        "Failed",
+        "Blocked",
+        "WaitingForArtifact",
+        "Skipped",
+        "Retries",
+        "Throttles",
+    ] {
+        assert!(draws(NAMESPACE, name, &by_deployer, None), "the dashboard does not draw {name}");
+    }
+    for trigger in triggers_with_metrics() {
+        for stat in ["p50", "p99", "Maximum"] {
+            let dimensions = [("Deployer", deployer.as_str()), ("Trigger", trigger)];
+            assert!(draws(NAMESPACE, "Duration", &dimensions, Some(stat)), "Duration {stat} of trigger {trigger}");
+        }
+    }
+    let by_function = [("FunctionName", deployer.as_str())];
+    for name in ["Errors", "Throttles", "Duration"] {
+        assert!(draws("AWS/Lambda", name, &by_function, None), "the deployer function's own {name}");
+    }
+    let failure_queue = arn_text(&json!({ "Fn::GetAtt": [failure_queue(&template), "QueueName"] }));
+    let by_queue = [("QueueName", failure_queue.as_str())];
+    assert!(draws("AWS/SQS", "ApproximateNumberOfMessagesVisible", &by_queue, None), "the failure queue's depth");
+
+    // Durations are drawn against the function's own timeout.
+    let timeout_ms = number(&the_function(&template)["Timeout"], "Timeout") * 1000;
+    for widget in dashboard_widgets(&template) {
+        if drawn_metrics_if_any(&widget).iter().any(|d| d.name == "Duration") {
+            let lines = widget["properties"]["annotations"]["horizontal"].as_array().cloned().unwrap_or_default();
+            let marked: Vec<u64> = lines.iter().filter_map(|l| l["value"].as_u64()).collect();
+            assert_eq!(marked, [timeout_ms], "{}: the timeout line", widget["properties"]["title"]);
+        }
+    }
+}
+
+#[test]
+fn the_dashboard_shows_every_alarm_and_substitutes_only_what_the_template_defines() {
+    let template = template();
+    let shown: Vec<Value> = dashboard_widgets(&template)
+        .iter()
+        .filter(|w| w["type"] == "alarm")
+        .flat_map(|w| one_or_many(&w["properties"]["alarms"]))
+        .collect();
+    for (name, _) in alarms(&template) {
+        assert!(shown.contains(&json!(format!("${{{name}.Arn}}"))), "the dashboard does not show alarm {name}");
+    }
+    let dashboard = resources_of_type(&template, "AWS::CloudWatch::Dashboard")[0].1;
+    for substitution in substitutions(&arn_text(&dashboard["DashboardBody"])) {
+        let defined = substitution.starts_with("AWS::") || {
+            let name = substitution.split('.').next().unwrap_or_default();
+            template["Resources"].get(name).is_some() || template["Parameters"].get(name).is_some()
+        };
+        assert!(defined, "the dashboard substitutes ${{{substitution}}}, which the template does not define");
+    }
+    let url = arn_text(&template["Outputs"]["DashboardUrl"]["Value"]);
+    assert!(url.ends_with("#dashboards/dashboard/${DeployerDashboard}"), "{url}");
+}
+
+#[test]
+fn the_deployer_errors_the_failure_queue_failed_deploys_and_rollbacks_each_have_an_alarm() {
+    let template = template();
+    let deployer = function_placeholder(&template);
+    let fires_from_one = |alarm: &Value| {
+        alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold" && alarm["Threshold"].as_f64() == Some(1.0)
+    };
+
+    let (name, errors) = alarm_on(&template, "AWS/Lambda", "Errors");
+    let watched = &watched_by(errors)[0];
+    assert_eq!(watched.dimensions, [("FunctionName".to_string(), deployer.clone())], "{name}: the deployer's own");
+    assert_eq!(watched.statistic, "Sum", "{name}");
+    assert!(fires_from_one(errors), "{name}");
+    // One transient error whose retry succeeds is one period with errors: it must not page; errors over longer do.
+    let evaluated = number(&errors["EvaluationPeriods"], "EvaluationPeriods");
+    let needed = number(&errors["DatapointsToAlarm"], "DatapointsToAlarm");
+    assert!((2..=evaluated).contains(&needed), "{name}: {needed} of {evaluated} periods");
+    assert!(number(&errors["Period"], "Period") * evaluated <= 3600, "{name}: sustained errors page within an hour");
+
+    let (name, parked) = alarm_on(&template, "AWS/SQS", "ApproximateNumberOfMessagesVisible");
+    let queue = arn_text(&json!({ "Fn::GetAtt": [failure_queue(&template), "QueueName"] }));
+    assert_eq!(watched_by(parked)[0].dimensions, [("QueueName".to_string(), queue)], "{name}: the failure queue");
+    assert_eq!(watched_by(parked)[0].statistic, "Maximum", "{name}");
+    assert!(fires_from_one(parked), "{name}: one parked message is enough");
+
+    let (name, failed) = alarm_on(&template, NAMESPACE, "Failed");
+    assert_eq!(watched_by(failed)[0].statistic, "Maximum", "{name}: a count of states, not of events");
+    assert!(fires_from_one(failed), "{name}");
+
+    let (name, rolled_back) = alarm_on(&template, NAMESPACE, "RolledBack");
+    assert_eq!(watched_by(rolled_back)[0].statistic, "Sum", "{name}: rollbacks made, each counted once");
+    assert!(fires_from_one(rolled_back), "{name}");
+}
+
+#[test]
+fn the_failed_deploys_alarm_window_always_holds_a_scheduled_sweep() {
+    let template = template();
+    let (name, failed) = alarm_on(&template, NAMESPACE, "Failed");
+    let period = number(&failed["Period"], "Period");
+    let evaluated = failed.get("EvaluationPeriods").map_or(1, |v| number(v, "EvaluationPeriods"));
+    let needed = failed.get("DatapointsToAlarm").map_or(evaluated, |v| number(v, "DatapointsToAlarm"));
+    assert_eq!(needed, 1, "{name}: any period in the window that saw a Failed one is enough");
+    // Sweeps start every schedule interval and report when they end, up to the timeout later: two reports can be
+    // as far apart as the interval plus the timeout.
+    let sweep_every = rate_seconds(template["Parameters"]["SweepSchedule"]["Default"].as_str().expect("a default"));
+    let timeout = number(&the_function(&template)["Timeout"], "Timeout");
+    assert!(period * evaluated >= sweep_every + timeout, "{name}: {period} s x {evaluated} can miss every sweep");
+}
+
+#[test]
+fn every_alarm_says_what_it_means_and_what_to_do_and_treats_missing_data_as_not_breaching() {
+    let template = template();
+    for (name, alarm) in alarms(&template) {
+        let description = arn_text(&alarm["AlarmDescription"]);
+        assert!((150..=1024).contains(&description.len()), "{name}: {} characters of description", description.len());
+        assert_eq!(alarm["TreatMissingData"], "notBreaching", "{name}");
+    }
+}
+
+#[test]
+fn alarms_notify_the_topic_only_when_an_alarm_email_is_set() {
+    let template = template();
+    assert_eq!(template["Parameters"]["AlarmEmail"]["Default"], "");
+    assert_eq!(
+        template["Conditions"]["HasAlarmEmail"],
+        json!({ "Fn::Not": [{ "Fn::Equals": [{ "Ref": "AlarmEmail" }, ""] }] })
+    );
+    let topics = resources_of_type(&template, "AWS::SNS::Topic");
+    assert_eq!(topics.len(), 1, "one alarm topic");
+    let (topic, properties) = topics[0];
+    assert_eq!(template["Resources"][topic]["Condition"], "HasAlarmEmail", "no address, no topic");
+    assert_eq!(properties["Subscription"], json!([{ "Protocol": "email", "Endpoint": { "Ref": "AlarmEmail" } }]));
+    let notify = json!({ "Fn::If": ["HasAlarmEmail", [{ "Ref": topic }], { "Ref": "AWS::NoValue" }] });
+    for (name, alarm) in alarms(&template) {
+        assert_eq!(alarm["AlarmActions"], notify, "{name}: AlarmActions");
+        assert_eq!(alarm["OKActions"], notify, "{name}: OKActions");
+    }
+    let output = &template["Outputs"]["AlarmTopicArn"];
+    assert_eq!((&output["Condition"], &output["Value"]), (&json!("HasAlarmEmail"), &json!({ "Ref": topic })));
+}
+
+#[test]
+fn the_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use_only_for_this_stacks_alarms() {
+    let template = template();
+    let (_, topic) = resources_of_type(&template, "AWS::SNS::Topic")[0];
+    // CloudWatch cannot publish to a topic under the AWS-managed alias/aws/sns: its policy cannot be changed.
+    let key =
+        topic["KmsMasterKeyId"]["Fn::GetAtt"][0].as_str().expect("the topic is encrypted with a key of the stack");
+    let key = &template["Resources"][key];
+    assert_eq!(key["Type"], "AWS::KMS::Key");
+    assert_eq!(key["Condition"], "HasAlarmEmail");
+    let statements = one_or_many(&key["Properties"]["KeyPolicy"]["Statement"]);
+    let cloudwatch: Vec<&Value> =
+        statements.iter().filter(|s| s["Principal"]["Service"] == "cloudwatch.amazonaws.com").collect();
+    assert_eq!(cloudwatch.len(), 1, "{statements:?}");
+    assert_eq!(cloudwatch[0]["Action"], json!(["kms:Decrypt", "kms:GenerateDataKey*"]));
+    assert_eq!(cloudwatch[0]["Condition"]["StringEquals"]["aws:SourceAccount"], json!({ "Ref": "AWS::AccountId" }));
+    let alarm_arns = arn_text(&cloudwatch[0]["Condition"]["ArnLike"]["aws:SourceArn"]);
+    assert_eq!(
+        alarm_arns,
+        "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:${AWS::StackName}-*"
+    );
+    // Which holds only if every alarm's name starts with the stack's.
+    for (name, alarm) in alarms(&template) {
+        assert!(
+            arn_text(&alarm["AlarmName"]).starts_with("${AWS::StackName}-"),
+            "{name}: named outside the key's grant"
+        );
+    }
+    for statement in statements.iter().filter(|s| s["Principal"].get("Service").is_some()) {
+        assert_eq!(statement, cloudwatch[0], "no other service may use the key");
+    }
+}
+
+#[test]
+fn every_queue_is_encrypted_and_repeated_failures_end_in_the_alarmed_failure_queue() {
+    let template = template();
+    let failure_queue = failure_queue(&template);
+    let (_, parked) = alarm_on(&template, "AWS/SQS", "ApproximateNumberOfMessagesVisible");
+    let alarmed = &parked["Dimensions"][0]["Value"]["Fn::GetAtt"][0];
+    assert_eq!(alarmed, &json!(failure_queue));
+    for (name, queue) in resources_of_type(&template, "AWS::SQS::Queue") {
+        assert!(
+            queue["SqsManagedSseEnabled"] == true || queue.get("KmsMasterKeyId").is_some(),
+            "{name} is not encrypted"
+        );
+        if name != failure_queue {
+            let dead_letters = &queue["RedrivePolicy"]["deadLetterTargetArn"];
+            assert_eq!(
+                dead_letters,
+                &json!({ "Fn::GetAtt": [failure_queue, "Arn"] }),
+                "{name}: messages failing repeatedly"
+            );
+            assert!(queue["RedrivePolicy"]["maxReceiveCount"].as_u64().is_some_and(|n| n >= 2), "{name}");
+        }
+    }
+}
+
+#[test]
+fn the_function_logs_json_at_the_level_of_the_log_level_parameter_and_no_longer_sets_rust_log() {
+    let template = template();
+    let function = the_function(&template);
+    let logging = &function["LoggingConfig"];
+    assert_eq!(logging["LogFormat"], "JSON", "Lambda filters by level only JSON logs");
+    assert_eq!(logging["ApplicationLogLevel"], json!({ "Ref": "LogLevel" }));
+    assert_eq!(logging["SystemLogLevel"], "WARN");
+    assert_eq!(
+        logging["LogGroup"],
+        json!({ "Ref": "DeployerLogGroup" }),
+        "the stack's own log group, with its retention"
+    );
+    assert!(template["Resources"]["DeployerLogGroup"]["Properties"]["RetentionInDays"].as_u64().is_some());
+    let parameter = &template["Parameters"]["LogLevel"];
+    // Lambda files the metrics line (no level) as INFO: a level above INFO would drop the metrics the alarms watch.
+    assert_eq!(parameter["AllowedValues"], json!(["TRACE", "DEBUG", "INFO"]));
+    assert_eq!(parameter["Default"], "INFO");
+    let variables = function["Environment"]["Variables"].as_object().expect("environment variables");
+    for name in ["RUST_LOG", "AWS_LAMBDA_LOG_LEVEL"] {
+        assert!(!variables.contains_key(name), "{name}: the level comes from LoggingConfig (AWS_LAMBDA_LOG_LEVEL)");
+    }
 }

@@ -37,6 +37,11 @@ static REALISTIC: OnceCell<Testbed> = OnceCell::const_new();
 static INSTALLED_FAST: OnceCell<()> = OnceCell::const_new();
 static INSTALLED_REALISTIC: OnceCell<()> = OnceCell::const_new();
 
+/// The cluster the test deployers' claims name: the testbed's EKS cluster, in the deployer's account and region.
+pub fn this_cluster() -> String {
+    format!("arn:aws:eks:{REGION}:{ACCOUNT_ID}:cluster/{}", testbed::identity::CLUSTER_NAME)
+}
+
 pub fn function_arn(name: &str) -> String {
     format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}")
 }

@@ -100,6 +100,11 @@ impl KubeFault {
         self
     }
 
+    pub fn in_namespace(mut self, namespace: &str) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
     pub fn on_name(mut self, name: &str) -> Self {
         self.name = Some(name.into());
         self
