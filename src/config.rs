@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::accounts::{TargetRoles, parse_regional_buckets};
 use crate::arn::ArnGlob;
 use crate::key::KeyTemplate;
 use crate::{Error, Result};
@@ -38,6 +39,10 @@ pub struct Config {
     pub call_timeout: Duration,
     /// The deployer's own SQS queue, to wake itself when a rollout step is due; `None`: sweeps take due steps.
     pub rollout_queue_url: Option<String>,
+    /// The roles assumed in other accounts (`TARGET_ROLE_ARN`, `TARGET_ROLES`, `TARGET_EXTERNAL_ID`).
+    pub target_roles: TargetRoles,
+    /// `ARTIFACT_BUCKETS`: the artifact bucket of each region other than the deployer's.
+    pub regional_buckets: Vec<(String, String)>,
 }
 
 /// How a sweep observes the functions it targets. Events always use GetFunction: they target one or two.
@@ -135,7 +140,20 @@ impl Config {
             .transpose()
             .map_err(|reason| Error::config("FUNCTION_OBSERVATION", reason))?
             .unwrap_or(FunctionObservation::Auto);
+        let target_roles = TargetRoles::parse(
+            non_empty("TARGET_ROLE_ARN").as_deref(),
+            non_empty("TARGET_ROLES").as_deref(),
+            non_empty("TARGET_EXTERNAL_ID").as_deref(),
+        )
+        .map_err(|(variable, reason)| Error::config(variable, reason))?;
+        let regional_buckets = non_empty("ARTIFACT_BUCKETS")
+            .map(|list| parse_regional_buckets(&list))
+            .transpose()
+            .map_err(|reason| Error::config("ARTIFACT_BUCKETS", reason))?
+            .unwrap_or_default();
         Ok(Config {
+            target_roles,
+            regional_buckets,
             function_observation,
             cluster,
             artifact_bucket,

@@ -2,31 +2,27 @@
 //! ([`crate::reconcile`]) and sums up. Clients live in [`Deployer`], built once per container and reused by every
 //! invocation.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::accounts::{Accounts, Place, session_name};
 use crate::arn::ArnGlob;
-use crate::artifact::ArtifactStore;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::crd::RolloutState;
 use crate::fleet::{self, Fleet, Readers, Targets};
-use crate::function::Functions;
-use crate::judge::Judge;
 use crate::ownership::Seen;
 use crate::plan::Policy;
 use crate::reconcile::{FRESH_LISTING, Reported, Worker, resource_key};
 use crate::report::{self, Outcome, ReleaseEvent, Released};
 use crate::retry::{Budget, RetryStats};
 use crate::trigger::{self, Trigger};
-use crate::versions::Versions;
 use crate::wakeup::Wakeups;
 use crate::{Error, Result};
 
@@ -49,10 +45,8 @@ const MAX_SUMMARY_ERRORS: usize = 20;
 pub struct Deployer {
     config: Config,
     allowed: Vec<ArnGlob>,
-    artifacts: ArtifactStore,
-    functions: Functions,
-    versions: Versions,
-    judge: Judge,
+    /// Every (account, region)'s clients and quotas, and the artifact stores.
+    accounts: Accounts,
     wakeups: Wakeups,
     cluster: Cluster,
     stats: RetryStats,
@@ -101,6 +95,21 @@ pub struct Summary {
     /// Per-resource decisions (dry runs only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub decisions: Vec<PlannedDecision>,
+    /// The same counts per `account/region`, when the invocation worked in more than one.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub accounts: BTreeMap<String, PlaceSummary>,
+}
+
+/// One (account, region)'s share of an invocation.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlaceSummary {
+    pub considered: usize,
+    pub deployed: usize,
+    pub up_to_date: usize,
+    pub failed: usize,
+    pub blocked: usize,
+    pub skipped: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,17 +124,20 @@ impl Deployer {
             let own = format!("arn:{}:lambda:{}:{}:function:*", identity.partition, identity.region, identity.account);
             vec![ArnGlob::new(&own).expect("an ARN prefix is a valid glob")]
         });
-        // A custom endpoint (testbed, LocalStack) is addressed by IP or localhost: virtual-host buckets cannot resolve.
-        let s3_config = aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build();
-        let lambda = aws_sdk_lambda::Client::new(sdk);
-        let limits = std::sync::Arc::new(crate::aws::LambdaLimits::default());
+        let own = Place { account: identity.account.clone(), region: identity.region.clone() };
+        let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
+        let accounts = Accounts::new(
+            sdk,
+            own,
+            config.target_roles.clone(),
+            config.regional_buckets.clone(),
+            session_name(function_name.as_deref()),
+            config.max_concurrency,
+        );
         Deployer {
             cluster_id: crate::cluster::identity(&config.cluster, identity),
             cluster: Cluster::new(config.cluster.clone(), sdk),
-            artifacts: ArtifactStore::new(aws_sdk_s3::Client::from_conf(s3_config)),
-            functions: Functions::new(lambda.clone(), limits.clone()),
-            versions: Versions::new(lambda, limits),
-            judge: Judge::new(aws_sdk_cloudwatch::Client::new(sdk)),
+            accounts,
             wakeups: Wakeups::new(aws_sdk_sqs::Client::new(sdk), config.rollout_queue_url.clone()),
             config,
             allowed,
@@ -166,13 +178,7 @@ impl Deployer {
         let work = budget.until(deadline.map(|deadline| deadline.checked_sub(REPORT_RESERVE).unwrap_or(deadline)));
         let client = self.cluster.client(work).await?;
         let policy = self.policy();
-        let readers = Readers {
-            config: &self.config,
-            policy: &policy,
-            functions: &self.functions,
-            artifacts: &self.artifacts,
-            client: &client,
-        };
+        let readers = Readers { config: &self.config, policy: &policy, accounts: &self.accounts, client: &client };
         let listed_at = Instant::now();
         // Boxed as `Send`: the proof that the whole invocation can move between threads is made here, where the
         // borrows have concrete lifetimes (rustc cannot make it through these generic retries otherwise).
@@ -203,15 +209,11 @@ impl Deployer {
         let worker = Worker {
             config: &self.config,
             policy: &policy,
-            artifacts: &self.artifacts,
-            functions: &self.functions,
-            versions: &self.versions,
-            judge: &self.judge,
+            accounts: &self.accounts,
             wakeups: &self.wakeups,
             client: &client,
             work,
             report: budget,
-            acting: Semaphore::new(self.config.max_concurrency),
             dry_run,
             listed_functions: &targets.functions,
             objects: &targets.objects,
@@ -228,8 +230,27 @@ impl Deployer {
             .buffer_unordered(everyone)
             .collect()
             .await;
+        let mut places: BTreeMap<String, PlaceSummary> = BTreeMap::new();
         for reported in reports {
+            if let Some(place) = &reported.place {
+                let share = places.entry(place.to_string()).or_default();
+                share.considered += 1;
+                match &reported.outcome {
+                    Outcome::Deployed { .. } => share.deployed += 1,
+                    Outcome::Released { .. } if moved_traffic(reported.released.as_ref()) => share.deployed += 1,
+                    Outcome::UpToDate { .. } | Outcome::Released { .. } => share.up_to_date += 1,
+                    Outcome::Failed { .. } | Outcome::Invalid { .. } | Outcome::UpdateFailed { .. } => {
+                        share.failed += 1
+                    }
+                    Outcome::Blocked { .. } => share.blocked += 1,
+                    Outcome::Skipped => share.skipped += 1,
+                    _ => {}
+                }
+            }
             count(&mut summary, reported);
+        }
+        if places.len() > 1 {
+            summary.accounts = places;
         }
         summary.retries = self.stats.retries.load(std::sync::atomic::Ordering::Relaxed) - retries_before;
         summary.throttled = self.stats.throttled.load(std::sync::atomic::Ordering::Relaxed) - throttled_before;
@@ -241,6 +262,9 @@ impl Deployer {
     fn policy(&self) -> Policy<'_> {
         Policy {
             default_bucket: &self.config.artifact_bucket,
+            regional_buckets: &self.config.regional_buckets,
+            own: self.accounts.own(),
+            roles: &self.config.target_roles,
             key_template: &self.config.key_template,
             allowed_function_arns: &self.allowed,
             namespace_policy: self.config.namespace_policy.as_ref(),
@@ -249,7 +273,7 @@ impl Deployer {
 }
 
 fn count(summary: &mut Summary, reported: Reported) {
-    let Reported { resource, outcome, released, status_written, events_recorded, errors } = reported;
+    let Reported { resource, outcome, released, status_written, events_recorded, errors, .. } = reported;
     summary.drift_corrected += usize::from(matches!(outcome, Outcome::Deployed { drift: true, .. }));
     let counter = match &outcome {
         Outcome::Released { .. } => release_counter(summary, released.as_ref()),
@@ -282,6 +306,11 @@ fn count(summary: &mut Summary, reported: Reported) {
     }
 }
 
+/// Whether a release gave a version all the traffic in this invocation (promoted, or the alias put back).
+fn moved_traffic(released: Option<&Released>) -> bool {
+    released.is_some_and(|r| r.events.iter().any(|e| matches!(e, ReleaseEvent::Promoted | ReleaseEvent::AliasRestored)))
+}
+
 /// Which count a release's outcome goes to: what traffic does now, and whether this invocation moved it.
 fn release_counter<'s>(summary: &'s mut Summary, released: Option<&Released>) -> &'s mut usize {
     let events = released.map(|r| r.events.as_slice()).unwrap_or_default();
@@ -292,9 +321,7 @@ fn release_counter<'s>(summary: &'s mut Summary, released: Option<&Released>) ->
     match released.and_then(|r| r.rollout.as_ref()).map(|r| r.state) {
         Some(RolloutState::Progressing) => &mut summary.progressing,
         Some(RolloutState::RolledBack) => &mut summary.rolled_back,
-        _ if events.iter().any(|e| matches!(e, ReleaseEvent::Promoted | ReleaseEvent::AliasRestored)) => {
-            &mut summary.deployed
-        }
+        _ if moved_traffic(released) => &mut summary.deployed,
         _ => &mut summary.up_to_date,
     }
 }

@@ -5,15 +5,13 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::artifact::ArtifactStore;
+use crate::accounts::{Account, Accounts, Place};
 use crate::config::{Config, FunctionObservation};
-use crate::function::Functions;
 use crate::plan::{self, FunctionState, Policy};
 use crate::resources::{self, ListProgress, Listed};
 use crate::retry::Budget;
@@ -40,18 +38,17 @@ pub struct Targets {
 /// What a container remembers between invocations to read its fleet quickly.
 #[derive(Default)]
 pub struct Fleet {
-    /// When the account's function count was learned, and the count (`None`: GetAccountSettings is not allowed).
-    functions_in_account: Mutex<Option<(Instant, Option<usize>)>>,
-    /// How many LambdaDeployments the previous sweep of this container listed.
-    last_sweep_targets: AtomicUsize,
+    /// Per place: when its function count was learned, and the count (`None`: GetAccountSettings is not allowed).
+    functions_in_account: Mutex<HashMap<Place, (Instant, Option<usize>)>>,
+    /// How many LambdaDeployments the previous sweep of this container listed in each place.
+    last_sweep_targets: Mutex<HashMap<Place, usize>>,
 }
 
 /// The deployer's parts a fleet is read with.
 pub struct Readers<'a> {
     pub config: &'a Config,
     pub policy: &'a Policy<'a>,
-    pub functions: &'a Functions,
-    pub artifacts: &'a ArtifactStore,
+    pub accounts: &'a Accounts,
     pub client: &'a kube::Client,
 }
 
@@ -62,8 +59,10 @@ impl Fleet {
         let config = at.config;
         let mut targets = Targets::default();
         for event in events {
-            if event.bucket != config.artifact_bucket {
-                tracing::info!(bucket = %event.bucket, key = %event.key, "ignored: not the artifact bucket {}", config.artifact_bucket);
+            let artifact_bucket = event.bucket == config.artifact_bucket
+                || config.regional_buckets.iter().any(|(_, bucket)| *bucket == event.bucket);
+            if !artifact_bucket {
+                tracing::info!(bucket = %event.bucket, key = %event.key, "ignored: not an artifact bucket (ARTIFACT_BUCKET, ARTIFACT_BUCKETS)");
                 targets.ignored_records += 1;
                 continue;
             }
@@ -142,14 +141,19 @@ impl Fleet {
     /// A sweep's or a plan's LambdaDeployments, with the bulk reads a sweep starts while they are listed.
     pub async fn for_sweep(&self, at: &Readers<'_>, trigger: &Trigger, budget: Budget<'_>) -> Result<Targets> {
         let (progress, listed_so_far) = watch::channel(ListProgress::default());
+        let (places, in_each_place) = watch::channel(None);
         let read_targets = async {
-            let targets = self.sweep_targets(at, trigger, &progress, budget).await?;
+            let targets = self.sweep_targets(at, trigger, &progress, budget).await;
+            // Whatever happened, the bulk reads waiting for the complete listing stop waiting.
+            let counts = targets.as_ref().map(|targets| targets_by_place(targets, at.policy)).unwrap_or_default();
+            places.send_replace(Some(counts));
+            let targets = targets?;
             progress.send_replace(ListProgress { at_least: targets.len(), complete: true });
             Ok::<_, Error>(targets)
         };
         let read_in_bulk = async {
             Ok(tokio::join!(
-                self.list_functions(at, listed_so_far.clone(), budget),
+                self.list_functions(at, in_each_place, budget),
                 self.list_artifacts(at, listed_so_far.clone(), budget)
             ))
         };
@@ -175,78 +179,109 @@ impl Fleet {
         let progress = name.is_none().then_some(progress);
         let listed = resources::list(at.client, namespaces.as_deref(), None, progress, budget).await?;
         if name.is_none() {
-            self.last_sweep_targets.store(listed.len(), Ordering::Relaxed);
+            *lock(&self.last_sweep_targets) = targets_by_place(&listed, at.policy);
         }
         Ok(listed.into_iter().filter(|item| name.is_none() || item.metadata().name == name).collect())
     }
 
-    /// The functions from ListFunctions pages when configured, or (auto) when paging through the account's
-    /// functions is quicker than one GetFunction per target. Failing to list is not fatal.
+    /// The functions from ListFunctions pages, in every (account, region) where that is configured, or (auto)
+    /// where paging through its functions is quicker than one GetFunction per target there. Places the previous
+    /// sweep had start at once, on that guess; others once the complete listing of LambdaDeployments says they are
+    /// worth it. Failing to list is not fatal.
     async fn list_functions(
         &self,
         at: &Readers<'_>,
-        targets: watch::Receiver<ListProgress>,
+        in_each_place: watch::Receiver<Option<HashMap<Place, usize>>>,
         budget: Budget<'_>,
     ) -> HashMap<String, FunctionState> {
+        if at.config.function_observation == FunctionObservation::GetFunction {
+            return HashMap::new();
+        }
+        let guessed = lock(&self.last_sweep_targets).clone();
+        let guessed_places = guessed
+            .iter()
+            .map(|(place, count)| self.list_place(at, place.clone(), Some(*count), in_each_place.clone(), budget));
+        let new_places = async {
+            let counts = complete(in_each_place.clone()).await;
+            let new = counts.into_keys().filter(|place| !guessed.contains_key(place));
+            let listings = new.map(|place| self.list_place(at, place, None, in_each_place.clone(), budget));
+            futures::future::join_all(listings).await
+        };
+        let (guessed_listings, new_listings) = tokio::join!(futures::future::join_all(guessed_places), new_places);
+        guessed_listings.into_iter().chain(new_listings).flatten().collect()
+    }
+
+    /// One place's functions (see [`Fleet::list_functions`]): `guess` is the previous sweep's target count there.
+    async fn list_place(
+        &self,
+        at: &Readers<'_>,
+        place: Place,
+        guess: Option<usize>,
+        in_each_place: watch::Receiver<Option<HashMap<Place, usize>>>,
+        budget: Budget<'_>,
+    ) -> HashMap<String, FunctionState> {
+        let account = at.accounts.at(&place).await;
         let in_account = match at.config.function_observation {
             FunctionObservation::GetFunction => return HashMap::new(),
             FunctionObservation::ListFunctions => None,
-            FunctionObservation::Auto => match self.functions_in_account(at.functions, budget).await {
+            FunctionObservation::Auto => match self.functions_in_account(&account, budget).await {
                 Some(count) => Some(count),
                 None => return HashMap::new(),
             },
         };
         let worth_it =
             |targets| targets > 0 && in_account.is_none_or(|count| crate::aws::listing_is_quicker(targets, count));
-        // The previous sweep's fleet says whether to start at once, before the first page of LambdaDeployments;
-        // a listing started on that guess stops if the complete list says otherwise.
-        let guessed = worth_it(self.last_sweep_targets.load(Ordering::Relaxed));
-        if !guessed && !once_worth_it(targets.clone(), worth_it).await {
-            return HashMap::new();
-        }
-        let wrong_guess = async {
-            if once_worth_it(targets, worth_it).await {
-                std::future::pending::<()>().await;
+        let targets_here = async { complete(in_each_place).await.get(&place).copied().unwrap_or(0) };
+        let listing = match guess {
+            // Started on the guess; stopped if the complete list says otherwise.
+            Some(guess) if worth_it(guess) => {
+                let wrong_guess = async {
+                    if worth_it(targets_here.await) {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                tokio::select! {
+                    listing = account.functions.list(budget) => listing,
+                    () = wrong_guess => return HashMap::new(),
+                }
             }
-        };
-        let listing = tokio::select! {
-            listing = at.functions.list(budget) => listing,
-            () = wrong_guess => return HashMap::new(),
+            _ if worth_it(targets_here.await) => account.functions.list(budget).await,
+            _ => return HashMap::new(),
         };
         match listing {
             Ok(functions) => {
-                self.remember_functions_in_account(Some(functions.len()));
+                self.remember_functions_in_account(&place, Some(functions.len()));
                 functions
             }
             Err(err) => {
-                tracing::warn!(error = %err, "ListFunctions failed; observing each function with GetFunction");
+                tracing::warn!(%place, error = %err, "ListFunctions failed; observing each function with GetFunction");
                 HashMap::new()
             }
         }
     }
 
-    /// The account's function count: remembered for a while (a complete listing also updates it), else asked
-    /// with GetAccountSettings. `None` when that is not allowed or fails: then functions are observed one by one.
-    async fn functions_in_account(&self, functions: &Functions, budget: Budget<'_>) -> Option<usize> {
-        let remembered = *self.functions_in_account.lock().unwrap_or_else(|p| p.into_inner());
+    /// The place's function count: remembered for a while (a complete listing also updates it), else asked with
+    /// GetAccountSettings. `None` when that is not allowed or fails: then functions are observed one by one.
+    async fn functions_in_account(&self, account: &Account, budget: Budget<'_>) -> Option<usize> {
+        let remembered = lock(&self.functions_in_account).get(&account.place).copied();
         if let Some((learned, count)) = remembered
             && learned.elapsed() < ACCOUNT_COUNT_TTL
         {
             return count;
         }
-        let count = match functions.count_in_account(budget).await {
+        let count = match account.functions.count_in_account(budget).await {
             Ok(count) => Some(count),
             Err(err) => {
-                tracing::warn!(error = %err, "GetAccountSettings failed; sweeps observe each function with GetFunction (set FUNCTION_OBSERVATION=get-function to skip asking)");
+                tracing::warn!(place = %account.place, error = %err, "GetAccountSettings failed; sweeps observe each function with GetFunction (set FUNCTION_OBSERVATION=get-function to skip asking)");
                 None
             }
         };
-        self.remember_functions_in_account(count);
+        self.remember_functions_in_account(&account.place, count);
         count
     }
 
-    fn remember_functions_in_account(&self, count: Option<usize>) {
-        *self.functions_in_account.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), count));
+    fn remember_functions_in_account(&self, place: &Place, count: Option<usize>) {
+        lock(&self.functions_in_account).insert(place.clone(), (Instant::now(), count));
     }
 
     /// The artifact bucket's listing (key → ETag), when it can replace enough HeadObjects: artifacts whose ETag is
@@ -262,7 +297,8 @@ impl Fleet {
             return HashMap::new();
         }
         let max_pages = || pages_worth_it(targets.borrow().at_least);
-        match at.artifacts.list(&at.config.artifact_bucket, max_pages, budget).await {
+        let store = at.accounts.store_for(&at.config.artifact_bucket).await;
+        match store.list(&at.config.artifact_bucket, max_pages, budget).await {
             Ok(objects) => objects,
             Err(err) => {
                 tracing::warn!(error = %err, "listing the artifact bucket failed; reading each artifact with HeadObject");
@@ -270,6 +306,35 @@ impl Fleet {
             }
         }
     }
+}
+
+/// How many of the LambdaDeployments that may deploy target each place.
+fn targets_by_place(listed: &[Listed], policy: &Policy) -> HashMap<Place, usize> {
+    let mut counts = HashMap::new();
+    for item in listed {
+        if let Listed::Valid(ld) = item
+            && let Ok(arn) = plan::admit(ld, policy)
+        {
+            *counts.entry(Place::of(&arn)).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// The counts per place, once the listing is complete (empty if it failed).
+async fn complete(mut in_each_place: watch::Receiver<Option<HashMap<Place, usize>>>) -> HashMap<Place, usize> {
+    loop {
+        if let Some(counts) = in_each_place.borrow_and_update().as_ref() {
+            return counts.clone();
+        }
+        if in_each_place.changed().await.is_err() {
+            return HashMap::new();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// For each LambdaDeployment that shares its function with an older eligible one, the older one's key. Creation

@@ -7,6 +7,7 @@
 //! outcomes into status and Events, purely, and [`metrics`] the invocation's summary into CloudWatch metrics;
 //! [`deployer`] runs an invocation.
 
+pub mod accounts;
 pub mod arn;
 pub mod artifact;
 pub mod aws;

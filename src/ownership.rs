@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::Error;
+use crate::accounts::Account;
 use crate::arn::FunctionArn;
 use crate::crd::{CLUSTER_TAG, OWNER_TAG};
 use crate::reconcile::Worker;
@@ -152,8 +153,8 @@ impl Seen {
 
 impl Worker<'_> {
     /// Claims `arn` for `me` in this cluster. `Err`: the outcome to report (`Skipped` when out of time).
-    pub(crate) async fn claim(&self, arn: &str, me: &str) -> Result<(), Outcome> {
-        match self.functions.claim(arn, me, self.cluster, self.work).await {
+    pub(crate) async fn claim(&self, account: &Account, arn: &str, me: &str) -> Result<(), Outcome> {
+        match account.functions.claim(arn, me, self.cluster, self.work).await {
             Ok(()) => Ok(()),
             Err(Error::Deadline { .. }) => Err(Outcome::Skipped),
             Err(err) => Err(Outcome::Failed { message: format!("cannot tag {arn} as owned by {me}: {err}") }),

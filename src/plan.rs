@@ -2,6 +2,7 @@
 //! No I/O here. The executor calls [`plan`] repeatedly: when the answer is "observe X", it observes and asks again,
 //! so observations are made lazily and only when a decision depends on them (no Lambda call for a missing artifact).
 
+use crate::accounts::{Place, TargetRoles};
 use crate::arn::{ArnGlob, FunctionArn};
 use crate::config::NamespacePolicy;
 use crate::crd::{ArtifactStatus, LambdaDeployment, RETRY_ANNOTATION};
@@ -61,7 +62,13 @@ impl<T> Observed<T> {
 /// What the deployer may do, beyond the resource itself.
 #[derive(Clone, Debug)]
 pub struct Policy<'a> {
+    /// `ARTIFACT_BUCKET`: artifacts of functions in the deployer's own region.
     pub default_bucket: &'a str,
+    /// The artifact bucket of each other region (Lambda reads code only from a bucket in the function's region).
+    pub regional_buckets: &'a [(String, String)],
+    /// The deployer's own account and region; other accounts are reached through `roles`.
+    pub own: &'a Place,
+    pub roles: &'a TargetRoles,
     pub key_template: &'a KeyTemplate,
     /// Already resolved: the configured list, or the deployer's own account and region.
     pub allowed_function_arns: &'a [ArnGlob],
@@ -136,11 +143,16 @@ pub enum Decision {
     Failed(String),
 }
 
-/// Where the desired artifact is: `spec.artifact` overrides, else the configured bucket and key template.
+/// Where the desired artifact is: `spec.artifact` overrides, else the bucket of the function's region and the key
+/// template.
 pub fn artifact_location(ld: &LambdaDeployment, policy: &Policy) -> (String, String) {
     let spec = &ld.spec;
     let location = spec.artifact.as_ref();
-    let bucket = location.and_then(|a| a.bucket.clone()).unwrap_or_else(|| policy.default_bucket.to_string());
+    let region = FunctionArn::parse(&spec.function_arn).map(|arn| arn.region).ok();
+    let bucket = location
+        .and_then(|a| a.bucket.clone())
+        .or_else(|| region.and_then(|region| policy.bucket_in(&region)).map(String::from))
+        .unwrap_or_else(|| policy.default_bucket.to_string());
     let key = location
         .and_then(|a| a.key.clone())
         .unwrap_or_else(|| policy.key_template.render(&spec.function_name, &spec.commit));
@@ -178,7 +190,39 @@ pub fn admit(ld: &LambdaDeployment, policy: &Policy) -> Result<FunctionArn, Refu
         return Err(Refusal::Suspended);
     }
     authorize(ld, &arn, policy).map_err(Refusal::Blocked)?;
+    reach(ld, &arn, policy).map_err(Refusal::Blocked)?;
     Ok(arn)
+}
+
+/// Whether the deployer can reach the function: its own account, or one it has a role in; and a bucket in the
+/// function's region (its own region's, one of `ARTIFACT_BUCKETS`, or the resource's own `spec.artifact.bucket`).
+fn reach(ld: &LambdaDeployment, arn: &FunctionArn, policy: &Policy) -> Result<(), String> {
+    if arn.account != policy.own.account && policy.roles.role_for(&arn.account).is_none() {
+        return Err(format!(
+            "{arn} is in account {}, where the deployer has no role to assume: set TARGET_ROLE_ARN or add \
+             {}=<role ARN> to TARGET_ROLES",
+            arn.account, arn.account
+        ));
+    }
+    let own_bucket = ld.spec.artifact.as_ref().is_some_and(|a| a.bucket.is_some());
+    if !own_bucket && policy.bucket_in(&arn.region).is_none() {
+        return Err(format!(
+            "{arn} is in region {}, which has no artifact bucket (Lambda reads code only from a bucket in the \
+             function's region): add {}=<bucket> to ARTIFACT_BUCKETS",
+            arn.region, arn.region
+        ));
+    }
+    Ok(())
+}
+
+impl Policy<'_> {
+    /// The artifact bucket for functions in `region`.
+    pub fn bucket_in(&self, region: &str) -> Option<&str> {
+        if region == self.own.region {
+            return Some(self.default_bucket);
+        }
+        self.regional_buckets.iter().find(|(r, _)| r == region).map(|(_, bucket)| bucket.as_str())
+    }
 }
 
 /// Whether this resource may deploy at all (valid and allowed). Only such resources compete for a function: one
@@ -479,10 +523,9 @@ mod tests {
             let allowed = vec![ArnGlob::new(c.allowed).unwrap()];
             let namespace_policy = c.namespace_policy.map(|p| NamespacePolicy::parse(p).unwrap());
             let policy = Policy {
-                default_bucket: "artifacts",
-                key_template: &template,
                 allowed_function_arns: &allowed,
                 namespace_policy: namespace_policy.as_ref(),
+                ..policy(&template)
             };
             // This resource's claim was verified before, unless the case says otherwise.
             let mut ld = c.ld.clone();
@@ -507,15 +550,61 @@ mod tests {
         }
     }
 
+    fn own() -> &'static Place {
+        static OWN: std::sync::OnceLock<Place> = std::sync::OnceLock::new();
+        OWN.get_or_init(|| Place { account: "123456789012".into(), region: "us-east-1".into() })
+    }
+
+    /// The deployer's own account and region, one other region's bucket, and no role in other accounts.
+    fn policy(template: &KeyTemplate) -> Policy<'_> {
+        static ROLES: TargetRoles = TargetRoles { template: None, explicit: Vec::new(), external_id: None };
+        static BUCKETS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+        Policy {
+            default_bucket: "artifacts",
+            regional_buckets: BUCKETS.get_or_init(|| vec![("us-west-2".into(), "artifacts-usw2".into())]),
+            own: own(),
+            roles: &ROLES,
+            key_template: template,
+            allowed_function_arns: &[],
+            namespace_policy: None,
+        }
+    }
+
+    #[test]
+    fn functions_of_other_accounts_and_regions_need_a_role_and_a_bucket_there() {
+        let template = KeyTemplate::default();
+        let allowed = [ArnGlob::new("arn:aws:lambda:*:*:function:*").unwrap()];
+        let roles =
+            TargetRoles::parse(None, Some("210987654321=arn:aws:iam::210987654321:role/deployer"), None).unwrap();
+        let policy = Policy { allowed_function_arns: &allowed, roles: &roles, ..policy(&template) };
+        let at = |arn: &str| {
+            let mut ld = ld();
+            ld.spec.function_arn = arn.into();
+            ld
+        };
+        let refused = |arn: &str| match admit(&at(arn), &policy) {
+            Err(Refusal::Blocked(reason)) => reason,
+            other => panic!("{arn}: {other:?}"),
+        };
+        let no_role = refused("arn:aws:lambda:us-east-1:345678901234:function:orders");
+        assert!(no_role.contains("account 345678901234, where the deployer has no role"), "{no_role}");
+        assert!(no_role.contains("TARGET_ROLES"), "{no_role}");
+        let no_bucket = refused("arn:aws:lambda:eu-west-1:210987654321:function:orders");
+        assert!(no_bucket.contains("region eu-west-1, which has no artifact bucket"), "{no_bucket}");
+        assert!(no_bucket.contains("ARTIFACT_BUCKETS"), "{no_bucket}");
+
+        let elsewhere = at("arn:aws:lambda:us-west-2:210987654321:function:orders");
+        assert!(admit(&elsewhere, &policy).is_ok());
+        assert_eq!(artifact_location(&elsewhere, &policy), ("artifacts-usw2".into(), format!("orders/{COMMIT}.zip")));
+        let mut own_bucket = at("arn:aws:lambda:eu-west-1:210987654321:function:orders");
+        own_bucket.spec.artifact = Some(ArtifactLocation { bucket: Some("eu-artifacts".into()), key: None });
+        assert!(admit(&own_bucket, &policy).is_ok(), "a bucket named by the resource itself is its own choice");
+    }
+
     #[test]
     fn artifact_override_replaces_bucket_and_key() {
         let template = KeyTemplate::default();
-        let policy = Policy {
-            default_bucket: "artifacts",
-            key_template: &template,
-            allowed_function_arns: &[],
-            namespace_policy: None,
-        };
+        let policy = policy(&template);
         let mut ld = ld();
         ld.spec.artifact = Some(ArtifactLocation { bucket: Some("other".into()), key: None });
         assert_eq!(artifact_location(&ld, &policy), ("other".into(), format!("orders/{COMMIT}.zip")));

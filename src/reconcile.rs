@@ -11,21 +11,20 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::Error;
-use crate::artifact::ArtifactStore;
+use crate::accounts::{Account, Accounts, Place};
+use crate::arn::FunctionArn;
 use crate::config::Config;
 use crate::crd::{ArtifactStatus, LambdaDeployment, RETRY_ANNOTATION};
-use crate::function::{Functions, lost_race};
-use crate::judge::Judge;
+use crate::function::lost_race;
 use crate::ownership::{OwnerCheck, Seen};
 use crate::plan::{self, Decision, FunctionState, Input, Observed, Policy};
 use crate::report::{self, Outcome, Released, Subject};
 use crate::resources::{self, EventRecord, Listed};
 use crate::retry::Budget;
-use crate::versions::Versions;
 use crate::wakeup::Wakeups;
 
 /// A resource listed less than this long ago is not read again before deploying. The re-read keeps a slow sweep
@@ -41,6 +40,8 @@ const MAX_RACES: u32 = 4;
 #[derive(Debug)]
 pub struct Reported {
     pub resource: String,
+    /// The (account, region) of its function (`None`: the spec names no function ARN).
+    pub place: Option<Place>,
     pub outcome: Outcome,
     /// What a release did (alias mode).
     pub released: Option<Released>,
@@ -54,18 +55,14 @@ pub struct Reported {
 pub struct Worker<'a> {
     pub config: &'a Config,
     pub policy: &'a Policy<'a>,
-    pub artifacts: &'a ArtifactStore,
-    pub functions: &'a Functions,
-    pub versions: &'a Versions,
-    pub judge: &'a Judge,
+    /// Each (account, region)'s clients, quotas and acting slots; the artifact stores.
+    pub accounts: &'a Accounts,
     pub wakeups: &'a Wakeups,
     pub client: &'a kube::Client,
     /// Observing and acting stop here, keeping time to report.
     pub work: Budget<'a>,
     /// Status writes and Events may use the invocation until its deadline.
     pub report: Budget<'a>,
-    /// Slots for acting (not for waiting on updates).
-    pub acting: Semaphore,
     pub dry_run: bool,
     /// Functions from a ListFunctions listing and the bucket's ETags (sweeps).
     pub listed_functions: &'a HashMap<String, FunctionState>,
@@ -191,10 +188,11 @@ impl Worker<'_> {
         use_listing: bool,
         sent: &mut Option<ArtifactStatus>,
     ) -> Step {
-        let Some(slot) = self.start().await else { return Step::Done(Outcome::Skipped.into()) };
+        let arn = ld.spec.function_arn.as_str();
+        let account = self.accounts.of(arn).await;
+        let Some(slot) = self.start(&account).await else { return Step::Done(Outcome::Skipped.into()) };
         let mut slot = Some(slot);
         let policy = self.policy;
-        let arn = ld.spec.function_arn.as_str();
         let me = ld.key();
         let listed = self.listed_functions.get(arn).filter(|_| use_listing);
         let mut function = listed.map_or(Observed::NotObserved, |listed| Observed::Found(listed.clone()));
@@ -229,22 +227,22 @@ impl Worker<'_> {
                     return done(Outcome::Deploying { message: reason, started: None });
                 }
                 Decision::ObserveArtifact { bucket, key } => {
-                    self.hold(&mut slot).await;
-                    artifact = self.artifacts.observe(&bucket, &key, known, self.work).await;
+                    self.hold(&account, &mut slot).await;
+                    artifact = self.accounts.store_for(&bucket).await.observe(&bucket, &key, known, self.work).await;
                     artifact_from_listing = false;
                     if artifact == Observed::NotObserved {
                         return done(out_of_time(sent));
                     }
                 }
                 Decision::ObserveFunction => {
-                    self.hold(&mut slot).await;
-                    function = self.functions.observe(arn, self.work).await;
+                    self.hold(&account, &mut slot).await;
+                    function = account.functions.observe(arn, self.work).await;
                     if function == Observed::NotObserved {
                         return done(out_of_time(sent));
                     }
                 }
                 Decision::CheckOwner(owner) => {
-                    self.hold(&mut slot).await;
+                    self.hold(&account, &mut slot).await;
                     match self.check_owner(&owner, arn).await {
                         Some(checked) => owner_check = checked,
                         None => return done(out_of_time(sent)),
@@ -254,8 +252,8 @@ impl Worker<'_> {
                 _ if self.work.expired() => return done(out_of_time(sent)),
                 Decision::UpToDate { artifact, claim, deployed } => {
                     if claim {
-                        self.hold(&mut slot).await;
-                        match self.claim(arn, &me).await {
+                        self.hold(&account, &mut slot).await;
+                        match self.claim(&account, arn, &me).await {
                             Ok(()) => {}
                             Err(Outcome::Skipped) => return done(out_of_time(sent)),
                             Err(outcome) => return done(outcome),
@@ -269,9 +267,9 @@ impl Worker<'_> {
                 }
                 Decision::UpdateFailed { artifact, reason } => return done(Outcome::UpdateFailed { artifact, reason }),
                 Decision::Deploy { artifact: wanted, revision_id, claim, .. } => {
-                    self.hold(&mut slot).await;
+                    self.hold(&account, &mut slot).await;
                     if claim {
-                        match self.claim(arn, &me).await {
+                        match self.claim(&account, arn, &me).await {
                             Ok(()) => {}
                             Err(Outcome::Skipped) => return done(out_of_time(sent)),
                             Err(outcome) => return done(outcome),
@@ -289,7 +287,7 @@ impl Worker<'_> {
                     if stale && let Some(step) = self.superseded(ld).await {
                         return step;
                     }
-                    let attempted = self.functions.update_code(arn, &wanted, &revision_id, self.work).await;
+                    let attempted = account.functions.update_code(arn, &wanted, &revision_id, self.work).await;
                     if attempted.result.is_ok() || attempted.maybe_applied {
                         *sent = Some(wanted.clone());
                     }
@@ -305,7 +303,7 @@ impl Worker<'_> {
                         Err(err) => return done(Outcome::Failed { message: err.to_string() }),
                     }
                     slot = None;
-                    match self.wait(arn, sent).await {
+                    match self.wait(&account, arn, sent).await {
                         Ok(observed) => function = observed,
                         Err(outcome) => return done(outcome),
                     }
@@ -318,7 +316,7 @@ impl Worker<'_> {
                         races += 1;
                     }
                     slot = None;
-                    match self.wait(arn, sent).await {
+                    match self.wait(&account, arn, sent).await {
                         Ok(observed) => function = observed,
                         Err(outcome) => return done(outcome),
                     }
@@ -332,10 +330,10 @@ impl Worker<'_> {
         }
     }
 
-    /// Takes an acting slot to start on a resource; `None` when the deadline is too close to start anything (one
-    /// started goes on until the deadline).
-    pub(crate) async fn start(&self) -> Option<SemaphorePermit<'_>> {
-        let slot = self.acting.acquire().await.expect("the acting semaphore is never closed");
+    /// Takes one of the account's acting slots to start on a resource; `None` when the deadline is too close to
+    /// start anything (one started goes on until the deadline).
+    pub(crate) async fn start(&self, account: &Account) -> Option<OwnedSemaphorePermit> {
+        let slot = account.acting.clone().acquire_owned().await.expect("the acting semaphore is never closed");
         let too_late =
             self.work.deadline.is_some_and(|deadline| Instant::now() + self.config.deadline_margin >= deadline);
         (!too_late).then_some(slot)
@@ -360,16 +358,21 @@ impl Worker<'_> {
     }
 
     /// Takes an acting slot again after a wait (or keeps the one held).
-    pub(crate) async fn hold<'s>(&'s self, slot: &mut Option<SemaphorePermit<'s>>) {
+    pub(crate) async fn hold(&self, account: &Account, slot: &mut Option<OwnedSemaphorePermit>) {
         if slot.is_none() {
-            *slot = Some(self.acting.acquire().await.expect("the acting semaphore is never closed"));
+            *slot = Some(account.acting.clone().acquire_owned().await.expect("the acting semaphore is never closed"));
         }
     }
 
     /// Waits (without an acting slot) until the function is no longer busy. `Err` when it is still busy when the
     /// wait must end, or cannot be seen: the outcome to report.
-    async fn wait(&self, arn: &str, sent: &Option<ArtifactStatus>) -> Result<Observed<FunctionState>, Outcome> {
-        let observed = self.functions.wait_until_settled(arn, self.config.update_timeout, self.work).await;
+    async fn wait(
+        &self,
+        account: &Account,
+        arn: &str,
+        sent: &Option<ArtifactStatus>,
+    ) -> Result<Observed<FunctionState>, Outcome> {
+        let observed = account.functions.wait_until_settled(arn, self.config.update_timeout, self.work).await;
         let started = sent.clone();
         let ours = started.is_some();
         match observed {
@@ -463,8 +466,13 @@ impl Worker<'_> {
 
 impl Reported {
     fn nothing_written(target: &Listed, finished: Finished) -> Reported {
+        let place = match target {
+            Listed::Valid(ld) => FunctionArn::parse(&ld.spec.function_arn).ok().map(|arn| Place::of(&arn)),
+            Listed::Undecodable { .. } => None,
+        };
         Reported {
             resource: resource_key(target.metadata()),
+            place,
             outcome: finished.outcome,
             released: finished.released,
             status_written: false,

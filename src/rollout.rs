@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use crate::Error;
+use crate::accounts::Account;
 use crate::crd::{ArtifactStatus, LambdaDeployment, Rollout, RolloutState};
 use crate::function::lost_race;
 use crate::plan::{self, Observed, Refusal};
@@ -35,7 +36,8 @@ impl Worker<'_> {
         use_listing: bool,
         sent: &mut Option<ArtifactStatus>,
     ) -> Step {
-        let Some(slot) = self.start().await else { return Step::Done(Outcome::Skipped.into()) };
+        let account = self.accounts.of(&ld.spec.function_arn).await;
+        let Some(slot) = self.start(&account).await else { return Step::Done(Outcome::Skipped.into()) };
         let mut slot = Some(slot);
         let arn = match plan::admit(ld, self.policy) {
             Ok(_) => ld.spec.function_arn.as_str(),
@@ -45,7 +47,7 @@ impl Worker<'_> {
         let known = ld.status.as_ref().and_then(|s| s.artifact.as_ref());
         let artifact = match self.unchanged_artifact(ld, use_listing) {
             Some(known) => Observed::Found(known.clone()),
-            None => self.artifacts.observe(&bucket, &key, known, self.work).await,
+            None => self.accounts.store_for(&bucket).await.observe(&bucket, &key, known, self.work).await,
         };
         let artifact = match artifact {
             Observed::Found(artifact) => Some(artifact),
@@ -95,8 +97,8 @@ impl Worker<'_> {
             }
             match decision {
                 Decision::ObserveAlias => {
-                    self.hold(&mut slot).await;
-                    view = match self.versions.view(arn, &release.alias, self.work).await {
+                    self.hold(&account, &mut slot).await;
+                    view = match account.versions.view(arn, &release.alias, self.work).await {
                         Observed::Found(viewed) => {
                             match self.owns(&me, arn, &viewed.claim, rival).await {
                                 Ok(claim) => unclaimed = claim,
@@ -114,13 +116,13 @@ impl Worker<'_> {
                     };
                 }
                 Decision::ObserveAliasDetail => {
-                    self.hold(&mut slot).await;
-                    detail = self.versions.alias(arn, &release.alias, self.work).await;
+                    self.hold(&account, &mut slot).await;
+                    detail = account.versions.alias(arn, &release.alias, self.work).await;
                 }
                 Decision::FindVersion => {
-                    self.hold(&mut slot).await;
+                    self.hold(&account, &mut slot).await;
                     let code = artifact.as_ref().map(|a| a.sha256.as_str()).unwrap_or_default();
-                    candidate = self.find_version(ld, code).await;
+                    candidate = self.find_version(&account, ld, code).await;
                 }
                 Decision::BuildVersion => {
                     // The `$LATEST` deploy takes its own acting slot.
@@ -135,8 +137,8 @@ impl Worker<'_> {
                         }
                         superseded => return superseded,
                     };
-                    self.hold(&mut slot).await;
-                    match self.publish_latest(arn, &built).await {
+                    self.hold(&account, &mut slot).await;
+                    match self.publish_latest(&account, arn, &built).await {
                         Ok(version) => candidate = Observed::Found(version),
                         Err(err)
                             if races < MAX_RACES
@@ -153,7 +155,7 @@ impl Worker<'_> {
                     }
                 }
                 Decision::SmokeTest { version, payload } => {
-                    match self.versions.smoke_test(arn, &version, &payload, self.work).await {
+                    match account.versions.smoke_test(arn, &version, &payload, self.work).await {
                         Ok(result) => smoke = Some(result),
                         Err(err) => {
                             let message = format!(
@@ -165,7 +167,7 @@ impl Worker<'_> {
                 }
                 Decision::Judge { version, since } => {
                     let function = arn.rsplit(':').next().unwrap_or(arn);
-                    verdict = Some(self.judge.judge(function, &version, release, since, self.work).await);
+                    verdict = Some(account.judge.judge(function, &version, release, since, self.work).await);
                 }
                 Decision::Move { main, additional, revision_id, rollout, finished, restores } => {
                     let starts = rollout.state == RolloutState::Progressing
@@ -173,7 +175,7 @@ impl Worker<'_> {
                             .rollout
                             .as_ref()
                             .is_none_or(|r| r.state != RolloutState::Progressing || r.version != rollout.version);
-                    if starts && let Some(missing) = self.missing_alarms(release).await {
+                    if starts && let Some(missing) = self.missing_alarms(&account, release).await {
                         return self.finish(
                             ld,
                             release,
@@ -182,15 +184,15 @@ impl Worker<'_> {
                             Some(Outcome::Failed { message: missing }),
                         );
                     }
-                    self.hold(&mut slot).await;
+                    self.hold(&account, &mut slot).await;
                     if unclaimed || view == Observed::Missing {
-                        match self.claim(arn, &me).await {
+                        match self.claim(&account, arn, &me).await {
                             Ok(()) => unclaimed = false,
                             Err(outcome) => return self.finish(ld, release, artifact, progress, Some(outcome)),
                         }
                     }
                     let additional = additional.as_ref().map(|(version, weight)| (version.as_str(), *weight));
-                    let moved = self
+                    let moved = account
                         .versions
                         .move_alias(arn, &release.alias, &main, additional, revision_id.as_deref(), self.work)
                         .await;
@@ -273,13 +275,13 @@ impl Worker<'_> {
         }
         // In sync without a move: the claim is completed here (a move claims first).
         if unclaimed && !self.dry_run {
-            self.hold(&mut slot).await;
-            if let Err(outcome) = self.claim(arn, &me).await {
+            self.hold(&account, &mut slot).await;
+            if let Err(outcome) = self.claim(&account, arn, &me).await {
                 return self.finish(ld, release, artifact, progress, Some(outcome));
             }
         }
         if progress.finished.iter().any(|f| f.outcome != RolloutState::Superseded) {
-            self.prune(arn, ld, &progress).await;
+            self.prune(&account, arn, ld, &progress).await;
         }
         if progress.version.is_none() {
             progress.version = view_version(&view).or_else(|| ld.status.as_ref().and_then(|s| s.version.clone()));
@@ -317,7 +319,7 @@ impl Worker<'_> {
     }
 
     /// A published version with the artifact's code, from the history (newest first), checked to still exist.
-    async fn find_version(&self, ld: &LambdaDeployment, code: &str) -> Observed<String> {
+    async fn find_version(&self, account: &Account, ld: &LambdaDeployment, code: &str) -> Observed<String> {
         let mut recorded: Vec<String> = Vec::new();
         if let Some(status) = &ld.status {
             let rollout = status.rollout.iter().map(|r| (&r.version, &r.code_sha256));
@@ -329,7 +331,7 @@ impl Worker<'_> {
             }
         }
         for version in recorded {
-            match self.versions.view(&ld.spec.function_arn, &version, self.work).await {
+            match account.versions.view(&ld.spec.function_arn, &version, self.work).await {
                 Observed::Found(viewed) if viewed.view.code_sha256 == code => return Observed::Found(version),
                 Observed::Found(_) | Observed::Missing => {
                     tracing::info!(resource = %ld.key(), version, "a version in the history is gone or changed; not reused");
@@ -341,8 +343,8 @@ impl Worker<'_> {
     }
 
     /// Publishes `$LATEST`, which was just verified to run `built`.
-    async fn publish_latest(&self, arn: &str, built: &ArtifactStatus) -> Result<String, Error> {
-        let revision = match self.functions.observe(arn, self.work).await {
+    async fn publish_latest(&self, account: &Account, arn: &str, built: &ArtifactStatus) -> Result<String, Error> {
+        let revision = match account.functions.observe(arn, self.work).await {
             Observed::Found(latest) if latest.code_sha256 == built.sha256 => latest.revision_id,
             Observed::Found(_) => {
                 return Err(Error::Aws {
@@ -358,23 +360,23 @@ impl Worker<'_> {
             Observed::Failed(reason) => return Err(Error::Payload(reason)),
             _ => return Err(Error::Deadline { service: "lambda", operation: "GetFunction" }),
         };
-        let published = self.versions.publish(arn, &built.sha256, &revision, self.work).await;
+        let published = account.versions.publish(arn, &built.sha256, &revision, self.work).await;
         match published.result {
             Ok(version) => Ok(version),
             // A publish whose answer was lost: Lambda returns the same version when nothing changed since.
             Err(_) if published.maybe_applied => {
-                self.versions.publish(arn, &built.sha256, &revision, self.work).await.result
+                account.versions.publish(arn, &built.sha256, &revision, self.work).await.result
             }
             Err(err) => Err(err),
         }
     }
 
     /// The alarms that do not exist, as the message that stops a rollout before any traffic moves.
-    async fn missing_alarms(&self, release: &Release) -> Option<String> {
+    async fn missing_alarms(&self, account: &Account, release: &Release) -> Option<String> {
         if release.alarms.is_empty() {
             return None;
         }
-        match self.judge.missing_alarms(&release.alarms, self.work).await {
+        match account.judge.missing_alarms(&release.alarms, self.work).await {
             Ok(missing) if missing.is_empty() => None,
             Ok(missing) => {
                 Some(format!("spec.analysis.alarms: no alarm named {missing:?} exists; no traffic was moved"))
@@ -393,9 +395,9 @@ impl Worker<'_> {
     }
 
     /// Deletes versions beyond the newest `keepVersions`, except those an alias points to and those of the rollout.
-    async fn prune(&self, arn: &str, ld: &LambdaDeployment, progress: &Progress) {
+    async fn prune(&self, account: &Account, arn: &str, ld: &LambdaDeployment, progress: &Progress) {
         let keep_newest = ld.spec.keep_versions.unwrap_or(KEEP_VERSIONS) as usize;
-        let published = match self.versions.published(arn, self.work).await {
+        let published = match account.versions.published(arn, self.work).await {
             Ok(published) => published,
             Err(err) => {
                 tracing::warn!(resource = %ld.key(), error = %err, "cannot list versions to delete old ones");
@@ -411,7 +413,7 @@ impl Worker<'_> {
             keep.insert(rollout.version.clone());
             keep.extend(rollout.stable_version.clone());
         }
-        match self.versions.prune(arn, &published, &keep, self.work).await {
+        match account.versions.prune(arn, &published, &keep, self.work).await {
             Ok(deleted) if !deleted.is_empty() => {
                 tracing::info!(resource = %ld.key(), ?deleted, "deleted old versions")
             }
