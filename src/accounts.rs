@@ -24,7 +24,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use crate::arn::FunctionArn;
 use crate::artifact::ArtifactStore;
-use crate::aws::LambdaLimits;
+use crate::aws::{AssumeFailed, LambdaLimits};
 use crate::function::Functions;
 use crate::judge::Judge;
 use crate::versions::Versions;
@@ -317,8 +317,11 @@ impl Session {
             return Ok(credentials.clone());
         }
         let credentials = self.assume.provide_credentials().await.map_err(|err| {
-            let reason = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
-            provider::error::CredentialsError::provider_error(format!("cannot assume role {}: {reason}", self.role))
+            provider::error::CredentialsError::provider_error(AssumeFailed {
+                role: self.role.clone(),
+                reason: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+                transient: !refused(&err),
+            })
         })?;
         *cached = Some(credentials.clone());
         Ok(credentials)
@@ -330,6 +333,24 @@ impl Session {
             *cached = None;
         }
     }
+}
+
+/// Whether STS refused the assumption (a 4xx other than throttling): retrying cannot help.
+fn refused(err: &provider::error::CredentialsError) -> bool {
+    type StsError = aws_sdk_sts::error::SdkError<
+        aws_sdk_sts::operation::assume_role::AssumeRoleError,
+        aws_smithy_runtime_api::http::Response,
+    >;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(err) = source {
+        if let Some(StsError::ServiceError(answer)) = err.downcast_ref::<StsError>() {
+            let status = answer.raw().status().as_u16();
+            let throttled = aws_sdk_sts::error::ProvideErrorMetadata::code(answer.err()) == Some("Throttling");
+            return (400..500).contains(&status) && status != 429 && !throttled;
+        }
+        source = err.source();
+    }
+    matches!(err, provider::error::CredentialsError::InvalidConfiguration(_))
 }
 
 #[derive(Clone, Debug)]

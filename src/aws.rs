@@ -60,6 +60,49 @@ pub struct LambdaLimits {
     /// Polls confirming started updates also pass this share of the GetFunction rate, so that however many updates
     /// are in flight, observing the next functions to act on keeps the rest.
     pub confirm: RateLimiter,
+    /// Whether the account and region answered lately: one that did not is not called again for a while.
+    pub unreachable: Unreachable,
+}
+
+/// How long a place that could not be reached is left alone: its other resources fail at once with the reason
+/// instead of each retrying until the deadline (and the place is tried again by the next invocation after this).
+const UNREACHABLE_FOR: Duration = Duration::from_secs(30);
+
+/// Whether a place can be reached: it is left alone once calls about two different functions found it
+/// unreachable (no connection, no answer, a role that cannot be assumed) with no call answered in between — one
+/// function that does not answer says nothing about the others.
+#[derive(Debug, Default)]
+pub struct Unreachable(std::sync::Mutex<Reachability>);
+
+#[derive(Debug, Default)]
+struct Reachability {
+    /// Functions whose calls found the place unreachable since the last answer.
+    failed: std::collections::HashSet<String>,
+    /// Since when the place is left alone, and why.
+    left_alone: Option<(Instant, String)>,
+}
+
+impl Unreachable {
+    pub fn failed(&self, function: &str, err: &Error) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        state.failed.insert(function.to_string());
+        if state.failed.len() >= 2 {
+            state.left_alone = Some((Instant::now(), err.to_string()));
+        }
+    }
+
+    pub fn answered(&self) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !state.failed.is_empty() || state.left_alone.is_some() {
+            *state = Reachability::default();
+        }
+    }
+
+    /// Why the place is left alone now, if it is.
+    pub fn reason(&self) -> Option<String> {
+        let state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        state.left_alone.as_ref().filter(|(when, _)| when.elapsed() < UNREACHABLE_FOR).map(|(_, why)| why.clone())
+    }
 }
 
 /// AWS's quotas: GetFunction 100/s; every other control-plane request 15/s across all APIs.
@@ -85,6 +128,7 @@ impl Default for LambdaLimits {
             get_function: RateLimiter::per_second(GET_FUNCTION_RPS, GET_FUNCTION_RPS - 1),
             control_plane: RateLimiter::per_second(CONTROL_PLANE_RPS, CONTROL_PLANE_RPS - 1),
             confirm: RateLimiter::per_second(CONFIRM_RPS, 10),
+            unreachable: Unreachable::default(),
         }
     }
 }
@@ -103,6 +147,8 @@ where
             let message = service_err.err().message().map(String::from).unwrap_or_else(|| format!("HTTP {status}"));
             let throttled = status == 429
                 || matches!(code.as_deref(), Some("TooManyRequestsException" | "ThrottlingException" | "SlowDown"));
+            // A session that expired early (revoked, a clock off): the retry signs with a renewed one.
+            let expired = matches!(code.as_deref(), Some("ExpiredTokenException" | "ExpiredToken"));
             let retry_after = raw
                 .headers()
                 .get("retry-after")
@@ -115,10 +161,20 @@ where
                 code: code.or_else(|| (status == 404).then(|| "NotFound".to_string())),
                 status: Some(status),
                 message,
-                retryable: throttled || status >= 500,
+                retryable: throttled || expired || status >= 500,
                 retry_after,
             }
         }
+        // The credentials of another account could not be had: the role refused (for good) or STS did not answer.
+        SdkError::DispatchFailure(_) if let Some(failed) = assume_failure(&err) => Error::Aws {
+            service,
+            operation,
+            code: Some("AssumeRoleFailed".into()),
+            status: None,
+            message: failed.to_string(),
+            retryable: failed.transient,
+            retry_after: None,
+        },
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => Error::Aws {
             service,
             operation,
@@ -138,6 +194,36 @@ where
             retry_after: None,
         },
     }
+}
+
+/// Why a role could not be assumed, carried through the SDK's credentials error to [`aws_error`].
+#[derive(Debug)]
+pub struct AssumeFailed {
+    pub role: String,
+    pub reason: String,
+    /// STS throttled, failed or did not answer (worth retrying); `false`: it refused (the trust policy, the external
+    /// id, a missing role).
+    pub transient: bool,
+}
+
+impl std::fmt::Display for AssumeFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot assume role {}: {}", self.role, self.reason)
+    }
+}
+
+impl std::error::Error for AssumeFailed {}
+
+/// The [`AssumeFailed`] somewhere in an error's sources.
+fn assume_failure<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e AssumeFailed> {
+    let mut source = Some(err);
+    while let Some(err) = source {
+        if let Some(failed) = err.downcast_ref::<AssumeFailed>() {
+            return Some(failed);
+        }
+        source = err.source();
+    }
+    None
 }
 
 #[cfg(test)]
@@ -167,5 +253,24 @@ mod tests {
         // Break-even for 20 pages (1,000 functions) is 20 × 100 / 15 ≈ 133.3 targets.
         assert!(!listing_is_quicker(133, 1_000));
         assert!(listing_is_quicker(134, 1_000));
+    }
+
+    fn no_answer() -> Error {
+        Error::Timeout { service: "lambda", operation: "GetFunction", after: Duration::from_secs(10) }
+    }
+
+    #[test]
+    fn a_place_is_left_alone_only_when_two_functions_found_it_unreachable_without_an_answer_between() {
+        let place = Unreachable::default();
+        place.failed("f1", &no_answer());
+        place.failed("f1", &no_answer());
+        assert_eq!(place.reason(), None, "one function that does not answer says nothing about the others");
+        place.answered();
+        place.failed("f2", &no_answer());
+        assert_eq!(place.reason(), None, "an answer in between starts over");
+        place.failed("f3", &no_answer());
+        assert!(place.reason().is_some_and(|why| why.contains("GetFunction")));
+        place.answered();
+        assert_eq!(place.reason(), None);
     }
 }

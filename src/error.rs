@@ -95,6 +95,18 @@ impl Error {
     }
 
     /// AWS's error code, when this is an AWS error that carried one.
+    /// Whether the service could not be reached at all after every retry: no connection, no answer, or the
+    /// credentials to reach it could not be had.
+    pub fn unreachable(&self) -> bool {
+        match self {
+            Error::Timeout { .. } => true,
+            Error::Aws { status: None, code, retryable, .. } => {
+                *retryable || code.as_deref() == Some("AssumeRoleFailed")
+            }
+            _ => false,
+        }
+    }
+
     pub fn aws_code(&self) -> Option<&str> {
         match self {
             Error::Aws { code, .. } => code.as_deref(),

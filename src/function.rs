@@ -31,20 +31,11 @@ impl Functions {
     }
 
     pub async fn observe(&self, arn: &str, budget: Budget<'_>) -> Observed<FunctionState> {
-        let output = budget
-            .run(GET_FUNCTION, Some(&self.limits.get_function), || async {
-                self.lambda
-                    .get_function()
-                    .function_name(arn)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("lambda", "GetFunction", e))
-            })
-            .await;
-        let output = match output {
-            Ok(output) => output,
-            Err(err) if err.aws_code() == Some("ResourceNotFoundException") => return Observed::Missing,
-            Err(err) => return Observed::failed(&err),
+        let output = match get_function(&self.lambda, &self.limits, arn, None, budget).await {
+            Observed::Found(output) => output,
+            Observed::Missing => return Observed::Missing,
+            Observed::NotObserved => return Observed::NotObserved,
+            Observed::Failed(reason) => return Observed::Failed(reason),
         };
         let Some(config) = output.configuration() else {
             return Observed::Failed("GetFunction returned no configuration".into());
@@ -202,6 +193,10 @@ pub(crate) async fn get_function(
     qualifier: Option<&str>,
     budget: Budget<'_>,
 ) -> Observed<aws_sdk_lambda::operation::get_function::GetFunctionOutput> {
+    // The first call each resource makes to its account: where an unreachable one is found, and then skipped.
+    if let Some(reason) = limits.unreachable.reason() {
+        return Observed::Failed(reason);
+    }
     let output = budget
         .run(GET_FUNCTION, Some(&limits.get_function), || async {
             lambda
@@ -214,9 +209,20 @@ pub(crate) async fn get_function(
         })
         .await;
     match output {
-        Ok(output) => Observed::Found(output),
-        Err(err) if err.aws_code() == Some("ResourceNotFoundException") => Observed::Missing,
-        Err(err) => Observed::failed(&err),
+        Ok(output) => {
+            limits.unreachable.answered();
+            Observed::Found(output)
+        }
+        Err(err) if err.aws_code() == Some("ResourceNotFoundException") => {
+            limits.unreachable.answered();
+            Observed::Missing
+        }
+        Err(err) => {
+            if err.unreachable() {
+                limits.unreachable.failed(arn, &err);
+            }
+            Observed::failed(&err)
+        }
     }
 }
 
