@@ -56,7 +56,8 @@ impl std::fmt::Display for Place {
 pub struct TargetRoles {
     /// `TARGET_ROLE_ARN`: a role ARN with `{account}` where the account goes.
     pub template: Option<String>,
-    /// `TARGET_ROLES`: `account=roleArn` entries; they take precedence over the template.
+    /// `TARGET_ROLES`: role ARNs (each for its own account), or `account=roleArn` entries; they take precedence
+    /// over the template.
     pub explicit: Vec<(String, String)>,
     /// `TARGET_EXTERNAL_ID`: passed on every AssumeRole, for roles whose trust policy requires one.
     pub external_id: Option<String>,
@@ -84,15 +85,19 @@ impl TargetRoles {
                 list.split(',')
                     .map(str::trim)
                     .filter(|entry| !entry.is_empty())
-                    .map(|entry| {
-                        let (_, role) =
-                            entry.split_once('=').ok_or_else(|| format!("entry {entry:?} is not account=roleArn"))?;
-                        let account = account_id(entry)?;
-                        let roles_account = role_arn_shape(role.trim())?;
-                        if roles_account != account {
-                            return Err(format!("entry {entry:?} names a role in another account ({roles_account})"));
+                    .map(|entry| match entry.split_once('=') {
+                        // A role ARN alone: its account is the one it is for.
+                        None => Ok((role_arn_shape(entry)?, entry.to_string())),
+                        Some((_, role)) => {
+                            let account = account_id(entry)?;
+                            let roles_account = role_arn_shape(role.trim())?;
+                            if roles_account != account {
+                                return Err(format!(
+                                    "entry {entry:?} names a role in another account ({roles_account})"
+                                ));
+                            }
+                            Ok((account, role.trim().to_string()))
                         }
-                        Ok((account, role.trim().to_string()))
                     })
                     .collect::<Result<Vec<_>, String>>()
             })
@@ -399,10 +404,11 @@ mod tests {
     fn roles_come_from_the_explicit_list_first_then_the_template() {
         let roles = TargetRoles::parse(
             Some("arn:aws:iam::{account}:role/lambda-deployer-target"),
-            Some("210987654321=arn:aws:iam::210987654321:role/special"),
+            Some("210987654321=arn:aws:iam::210987654321:role/special, arn:aws:iam::456789012345:role/plain"),
             None,
         )
         .unwrap();
+        assert_eq!(roles.role_for("456789012345").as_deref(), Some("arn:aws:iam::456789012345:role/plain"));
         assert_eq!(roles.role_for("210987654321").as_deref(), Some("arn:aws:iam::210987654321:role/special"));
         assert_eq!(
             roles.role_for("345678901234").as_deref(),
@@ -419,7 +425,7 @@ mod tests {
             (None, Some("21098765432=arn:aws:iam::21098765432:role/x"), None, "TARGET_ROLES", "12-digit"),
             (None, Some("210987654321=arn:aws:iam::210987654321:user/x"), None, "TARGET_ROLES", "not a role ARN"),
             (None, Some("210987654321=arn:aws:iam::345678901234:role/x"), None, "TARGET_ROLES", "another account"),
-            (None, Some("210987654321"), None, "TARGET_ROLES", "not account=roleArn"),
+            (None, Some("210987654321"), None, "TARGET_ROLES", "not a role ARN"),
             (None, None, Some("x"), "TARGET_EXTERNAL_ID", "2-1224"),
         ];
         for (template, explicit, external_id, variable, says) in cases {
