@@ -1,13 +1,17 @@
-//! The SAM template grants the deployer only what it needs, on only the resources it is configured for.
-//! template.yaml uses full-form intrinsics (`Ref:`, `Fn::Sub:`), so it parses as plain YAML here.
+//! The SAM template grants the deployer only what it needs, on only the resources it is configured for; the role
+//! target-account.yaml creates in another account grants the same there, and nothing more.
+//! Both templates use full-form intrinsics (`Ref:`, `Fn::Sub:`), so they parse as plain YAML here.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
+use lambda_deployer::accounts::TargetRoles;
+use lambda_deployer::arn::ArnGlob;
 use lambda_deployer::crd::{CLUSTER_TAG, OWNER_TAG};
 use lambda_deployer::deployer::Summary;
 use lambda_deployer::metrics::{METRICS, NAMESPACE, emf_line};
 use lambda_deployer::trigger::{SweepSource, Trigger};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use testbed::identity::DEPLOYER_GROUP;
 
 const OWN_ACCOUNT_FUNCTIONS: &str = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:*";
@@ -17,6 +21,10 @@ const THE_CLUSTER: &str = "arn:${AWS::Partition}:eks:${AWS::Region}:${AWS::Accou
 
 fn template() -> Value {
     serde_saphyr::from_str(include_str!("../template.yaml")).expect("template.yaml parses as plain YAML")
+}
+
+fn target_template() -> Value {
+    serde_saphyr::from_str(include_str!("../target-account.yaml")).expect("target-account.yaml parses as plain YAML")
 }
 
 fn resources_of_type<'a>(template: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
@@ -44,6 +52,7 @@ fn one_or_many(value: &Value) -> Vec<Value> {
 fn alternatives(value: &Value) -> Vec<Value> {
     match value {
         Value::Array(items) => items.iter().flat_map(alternatives).collect(),
+        Value::Object(map) if map.get("Ref") == Some(&json!("AWS::NoValue")) => vec![],
         Value::Object(map) if map.contains_key("Fn::If") => {
             let branches = map["Fn::If"].as_array().expect("Fn::If has [condition, then, else]");
             branches[1..].iter().flat_map(alternatives).collect()
@@ -64,15 +73,34 @@ fn alternatives(value: &Value) -> Vec<Value> {
     }
 }
 
-/// The ARN text of a resource expression: `Ref: X` reads as `${X}`, `Fn::GetAtt: [R, A]` as `${R.A}`.
+/// The ARN text of a resource expression: `Ref: X` reads as `${X}`, `Fn::GetAtt: [R, A]` as `${R.A}`, the value of
+/// entry N of a `key=value` list parameter X as `${X[N]}` (also as a `Fn::Sub` variable), and a `Fn::Join` of a
+/// `Fn::Split` as its text with the piece replaced (`{account}` by `*` in `${TargetRoleArnTemplate}`, which has none).
 fn arn_text(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
         Value::Object(map) if map.contains_key("Fn::Sub") => match &map["Fn::Sub"] {
             Value::String(text) => text.clone(),
-            Value::Array(parts) => parts[0].as_str().expect("Fn::Sub text").to_string(),
+            Value::Array(parts) => {
+                let mut text = parts[0].as_str().expect("Fn::Sub text").to_string();
+                for (variable, value) in parts.get(1).and_then(Value::as_object).into_iter().flatten() {
+                    if entry_value(value).is_some() {
+                        text = text.replace(&format!("${{{variable}}}"), &arn_text(value));
+                    }
+                }
+                text
+            }
             other => panic!("unexpected Fn::Sub {other}"),
         },
+        Value::Object(map) if map.contains_key("Fn::Select") => {
+            let (parameter, entry) = entry_value(value).unwrap_or_else(|| panic!("cannot tell what {value} selects"));
+            format!("${{{parameter}[{entry}]}}")
+        }
+        Value::Object(map) if map.contains_key("Fn::Join") => {
+            let join = map["Fn::Join"].as_array().expect("Fn::Join [separator, list]");
+            let split = join[1]["Fn::Split"].as_array().expect("a Fn::Join of a Fn::Split: text with a piece replaced");
+            arn_text(&split[1]).replace(split[0].as_str().unwrap_or_default(), join[0].as_str().unwrap_or_default())
+        }
         Value::Object(map) if map.contains_key("Ref") => format!("${{{}}}", map["Ref"].as_str().expect("Ref name")),
         Value::Object(map) if map.contains_key("Fn::GetAtt") => {
             let parts = map["Fn::GetAtt"].as_array().expect("Fn::GetAtt [resource, attribute]");
@@ -80,6 +108,25 @@ fn arn_text(value: &Value) -> String {
         }
         other => panic!("cannot tell the scope of resource {other}"),
     }
+}
+
+/// `Fn::Select: [1, Fn::Split: ["=", Fn::Select: [N, Fn::Split: [",", Fn::Sub: "${X}=,=,..."]]]]`: what follows "="
+/// in entry N of the comma-separated `key=value` list X (template.yaml reads ArtifactBuckets so).
+fn entry_value(value: &Value) -> Option<(String, usize)> {
+    let select = |value: &Value| -> Option<(u64, Value)> {
+        let select = value.get("Fn::Select")?.as_array()?;
+        Some((select[0].as_u64()?, select[1].clone()))
+    };
+    let split = |value: &Value, separator: &str| -> Option<Value> {
+        let split = value.get("Fn::Split")?.as_array()?;
+        (split[0] == separator).then(|| split[1].clone())
+    };
+    let (1, after_equals) = select(value)? else { return None };
+    let (entry, entries) = select(&split(&after_equals, "=")?)?;
+    let padded = split(&entries, ",")?;
+    let padded = padded.get("Fn::Sub")?.as_str()?;
+    let parameter = padded.strip_prefix("${")?.split_once("}=")?.0;
+    Some((parameter.to_string(), entry as usize))
 }
 
 #[derive(Debug)]
@@ -338,14 +385,22 @@ fn tagging_can_only_set_the_ownership_tag() {
 #[test]
 fn s3_access_is_read_only_and_limited_to_the_artifact_bucket() {
     let template = template();
+    let regional = |suffix: &str| -> Vec<String> {
+        (0..ENTRIES_READ).map(|n| format!("arn:${{AWS::Partition}}:s3:::${{ArtifactBuckets[{n}]}}{suffix}")).collect()
+    };
     for statement in statements_granting(&template, "s3") {
         for action in &statement.actions {
-            let expected = match action.as_str() {
-                "s3:GetObject" | "s3:GetObjectVersion" => ARTIFACT_OBJECTS,
-                "s3:ListBucket" => ARTIFACT_BUCKET,
+            let (own, others) = match action.as_str() {
+                "s3:GetObject" | "s3:GetObjectVersion" => (ARTIFACT_OBJECTS, regional("/*")),
+                "s3:ListBucket" => (ARTIFACT_BUCKET, regional("")),
                 other => panic!("{}: the deployer does not need {other}", statement.sid),
             };
-            assert_eq!(statement.resources, [expected], "{}: {action}", statement.sid);
+            match statement.only_if.as_deref() {
+                None => assert_eq!(statement.resources, [own], "{}: {action}", statement.sid),
+                // The bucket of each other region, only when there is one (ArtifactBuckets).
+                Some("HasArtifactBuckets") => assert_eq!(statement.resources, others, "{}: {action}", statement.sid),
+                Some(other) => panic!("{}: S3 access under condition {other}", statement.sid),
+            }
         }
     }
 }
@@ -431,10 +486,586 @@ fn every_setting_the_deployer_reads_is_passed_from_a_parameter() {
         "WATCH_NAMESPACES",
         "FUNCTION_OBSERVATION",
         "ROLLOUT_QUEUE_URL",
+        "TARGET_ROLES",
+        "TARGET_ROLE_ARN",
+        "TARGET_EXTERNAL_ID",
+        "ARTIFACT_BUCKETS",
     ] {
         assert!(variables.contains_key(name), "{name} is not set");
     }
     assert_eq!(template["Parameters"]["KeyTemplate"]["Default"], "{functionName}/{commit}.zip");
+}
+
+// ---- Other accounts and regions: the roles the deployer may assume, its regional buckets, and target-account.yaml ----
+
+/// How many entries of ArtifactBuckets template.yaml reads one by one; its AllowedPattern admits no more.
+/// (TargetRoles is granted as a whole: it has no such limit.)
+const ENTRIES_READ: usize = 5;
+
+/// The pseudo parameters the stacks below are evaluated in.
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "us-east-1";
+
+/// The deployer's role as target-account.yaml is given it, and the artifact buckets.
+const DEPLOYER_ROLE: &str = "arn:aws:iam::123456789012:role/lambda-deployer-DeployerRole-0123ABCD";
+const ARTIFACT_BUCKETS: &str = "arn:aws:s3:::artifacts,arn:aws:s3:::artifacts-us-west-2";
+
+/// The parameters (and their conditions) template.yaml has for other accounts and regions: a statement granted while
+/// they are all empty may not mention them.
+const NEW_PARAMETERS: [&str; 5] =
+    ["TargetRoles", "TargetRoleArnTemplate", "TargetExternalId", "ArtifactBuckets", "HasArtifactBucket"];
+
+/// A template deployed with parameter values, its intrinsic functions evaluated as CloudFormation evaluates them:
+/// every condition up front, `Fn::If` takes the branch its condition picks, `AWS::NoValue` drops the item, and
+/// `Fn::Select` past the end of a list fails. Resources and their attributes read as `${Name}` and
+/// `${Name.Attribute}`.
+struct Stack<'a> {
+    template: &'a Value,
+    parameters: Map<String, Value>,
+}
+
+impl<'a> Stack<'a> {
+    /// `values` override the defaults; a later value of the same parameter wins.
+    fn new(template: &'a Value, values: &[(&str, &str)]) -> Stack<'a> {
+        let declared = template["Parameters"].as_object().expect("the template has Parameters");
+        for (name, _) in values {
+            assert!(declared.contains_key(*name), "the template has no parameter {name}");
+        }
+        let parameters = declared
+            .iter()
+            .map(|(name, declaration)| {
+                let given = values.iter().rev().find(|(n, _)| n == name).map(|(_, value)| value.to_string());
+                let text = given
+                    .or_else(|| match &declaration["Default"] {
+                        Value::Null => None,
+                        Value::String(text) => Some(text.clone()),
+                        other => Some(other.to_string()),
+                    })
+                    .unwrap_or_else(|| panic!("parameter {name} has no default: give it a value"));
+                let value = if declaration["Type"] == "CommaDelimitedList" {
+                    Value::Array(text.split(',').map(|item| json!(item)).collect())
+                } else {
+                    json!(text)
+                };
+                (name.clone(), value)
+            })
+            .collect();
+        let stack = Stack { template, parameters };
+        for name in template["Conditions"].as_object().into_iter().flat_map(Map::keys) {
+            stack.condition(name);
+        }
+        stack
+    }
+
+    fn condition(&self, name: &str) -> bool {
+        let condition = &self.template["Conditions"][name];
+        assert!(!condition.is_null(), "the template has no condition {name}");
+        self.holds(condition)
+    }
+
+    fn holds(&self, condition: &Value) -> bool {
+        let (function, arguments) =
+            condition.as_object().and_then(|map| map.iter().next()).expect("a condition is one function");
+        let arguments = one_or_many(arguments);
+        match function.as_str() {
+            "Fn::Equals" => self.resolve(&arguments[0]) == self.resolve(&arguments[1]),
+            "Fn::Not" => !self.holds(&arguments[0]),
+            "Fn::And" => arguments.iter().all(|c| self.holds(c)),
+            "Fn::Or" => arguments.iter().any(|c| self.holds(c)),
+            "Condition" => self.condition(arguments[0].as_str().expect("a condition name")),
+            other => panic!("{other} is not a condition function"),
+        }
+    }
+
+    /// The value of an expression: `None` for `AWS::NoValue`.
+    fn resolve(&self, value: &Value) -> Option<Value> {
+        let map = match value {
+            Value::Array(items) => return Some(Value::Array(items.iter().filter_map(|v| self.resolve(v)).collect())),
+            Value::Object(map) => map,
+            other => return Some(other.clone()),
+        };
+        let intrinsic =
+            map.iter().next().filter(|(key, _)| map.len() == 1 && (*key == "Ref" || key.starts_with("Fn::")));
+        let Some((function, arguments)) = intrinsic else {
+            return Some(Value::Object(map.iter().filter_map(|(k, v)| Some((k.clone(), self.resolve(v)?))).collect()));
+        };
+        let text = |value: &Value| match self.resolve(value) {
+            Some(Value::String(text)) => text,
+            other => panic!("{value} is not text but {other:?}"),
+        };
+        let list = |value: &Value| match self.resolve(value) {
+            Some(Value::Array(items)) => items,
+            other => panic!("{value} is not a list but {other:?}"),
+        };
+        let parts = arguments.as_array().map(Vec::as_slice).unwrap_or_default();
+        Some(match function.as_str() {
+            "Ref" if arguments == "AWS::NoValue" => return None,
+            "Ref" => self.variable(arguments.as_str().expect("Ref names a parameter or resource")),
+            "Fn::If" => {
+                let [condition, then, otherwise] = parts else { panic!("Fn::If has [condition, then, else]") };
+                let condition = condition.as_str().expect("Fn::If names a condition");
+                return self.resolve(if self.condition(condition) { then } else { otherwise });
+            }
+            "Fn::Sub" => match arguments {
+                Value::String(text) => json!(self.substitute(text, &Map::new())),
+                _ => {
+                    let variables = self.resolve(&parts[1]).expect("Fn::Sub variables");
+                    json!(self.substitute(parts[0].as_str().expect("Fn::Sub text"), variables.as_object().unwrap()))
+                }
+            },
+            "Fn::Join" => {
+                let items: Vec<String> =
+                    list(&parts[1]).iter().map(|item| item.as_str().unwrap().to_string()).collect();
+                json!(items.join(parts[0].as_str().expect("a literal separator")))
+            }
+            "Fn::Split" => {
+                let separator = parts[0].as_str().expect("a literal separator");
+                Value::Array(text(&parts[1]).split(separator).map(|piece| json!(piece)).collect())
+            }
+            "Fn::Select" => {
+                let index = parts[0].as_u64().expect("a literal index") as usize;
+                let items = list(&parts[1]);
+                let selected = items.get(index).cloned();
+                selected.unwrap_or_else(|| panic!("Fn::Select cannot select nonexistent value at index {index}"))
+            }
+            "Fn::GetAtt" => json!(format!("${{{}.{}}}", parts[0].as_str().unwrap(), parts[1].as_str().unwrap())),
+            other => panic!("{other} is not evaluated here"),
+        })
+    }
+
+    /// `Ref` of a pseudo parameter, a parameter, or (as `${Name}`) a resource.
+    fn variable(&self, name: &str) -> Value {
+        match name {
+            "AWS::Partition" => json!("aws"),
+            "AWS::Region" => json!(REGION),
+            "AWS::AccountId" => json!(ACCOUNT),
+            "AWS::URLSuffix" => json!("amazonaws.com"),
+            "AWS::StackName" => json!("lambda-deployer"),
+            _ => self.parameters.get(name).cloned().unwrap_or_else(|| {
+                assert!(self.template["Resources"].get(name).is_some(), "{name} is no parameter and no resource");
+                json!(format!("${{{name}}}"))
+            }),
+        }
+    }
+
+    fn substitute(&self, text: &str, variables: &Map<String, Value>) -> String {
+        let (mut done, mut rest) = (String::new(), text);
+        while let Some(start) = rest.find("${") {
+            done.push_str(&rest[..start]);
+            let (name, after) = rest[start + 2..].split_once('}').expect("a closed substitution");
+            match name.strip_prefix('!') {
+                Some(literal) => done.push_str(&format!("${{{literal}}}")),
+                None => {
+                    let value = variables.get(name).cloned().unwrap_or_else(|| match name.split_once('.') {
+                        Some(_) => json!(format!("${{{name}}}")),
+                        None => self.variable(name),
+                    });
+                    done.push_str(value.as_str().unwrap_or_else(|| panic!("${{{name}}} is not text but {value}")));
+                }
+            }
+            rest = after;
+        }
+        done + rest
+    }
+
+    /// The statements of the template's one role's policies.
+    fn statements(&self) -> Vec<Value> {
+        let policies = self.resolve(&self.template["Resources"][the_role(self.template)]["Properties"]["Policies"]);
+        one_or_many(&policies.expect("the role has policies"))
+            .iter()
+            .flat_map(|policy| one_or_many(&policy["PolicyDocument"]["Statement"]))
+            .collect()
+    }
+
+    /// The deployer function's environment.
+    fn environment(&self) -> Map<String, Value> {
+        let variables = self.resolve(&the_function(self.template)["Environment"]["Variables"]);
+        variables.and_then(|v| v.as_object().cloned()).expect("environment variables")
+    }
+
+    /// The configuration the deployer reads from that environment (it fails init on anything it cannot use).
+    fn deployer_config(&self) -> lambda_deployer::config::Config {
+        let environment = self.environment();
+        let variable = |name: &str| environment.get(name).map(|v| v.as_str().expect("variables are text").to_string());
+        lambda_deployer::config::Config::from_vars(variable).unwrap_or_else(|err| panic!("the deployer refuses: {err}"))
+    }
+
+    /// The bucket names the deployer's upload rule matches.
+    fn buckets_whose_uploads_are_matched(&self) -> Value {
+        let rule = &the_function(self.template)["Events"]["ArtifactUploaded"]["Properties"];
+        self.resolve(&rule["Pattern"]["detail"]["bucket"]["name"]).expect("the rule matches bucket names")
+    }
+}
+
+/// The logical id of the template's one IAM role.
+fn the_role(template: &Value) -> &str {
+    let roles = resources_of_type(template, "AWS::IAM::Role");
+    assert_eq!(roles.len(), 1, "exactly one role");
+    roles[0].0
+}
+
+fn deployer_stack<'a>(template: &'a Value, values: &[(&str, &str)]) -> Stack<'a> {
+    Stack::new(template, &[&[("ClusterName", "prod"), ("ArtifactBucket", "artifacts")][..], values].concat())
+}
+
+fn target_stack<'a>(template: &'a Value, values: &[(&str, &str)]) -> Stack<'a> {
+    Stack::new(
+        template,
+        &[&[("DeployerRoleArn", DEPLOYER_ROLE), ("ArtifactBucketArns", ARTIFACT_BUCKETS)][..], values].concat(),
+    )
+}
+
+fn actions(statement: &Value) -> Vec<String> {
+    one_or_many(&statement["Action"]).iter().map(|a| a.as_str().expect("an action name").to_string()).collect()
+}
+
+/// Every resource that evaluated statements grant `action` on.
+fn granted(statements: &[Value], action: &str) -> Vec<String> {
+    statements
+        .iter()
+        .filter(|s| actions(s).iter().any(|a| a == action))
+        .flat_map(|s| one_or_many(&s["Resource"]))
+        .map(|r| r.as_str().expect("a resource ARN").to_string())
+        .collect()
+}
+
+fn role_arn(account: &str, name: &str) -> String {
+    format!("arn:aws:iam::{account}:role/{name}")
+}
+
+/// A TargetRoles value: each account's role of that name.
+fn target_roles(accounts: &[&str], name: &str) -> String {
+    accounts.iter().map(|account| role_arn(account, name)).collect::<Vec<_>>().join(",")
+}
+
+/// More accounts than ArtifactBuckets has entries: TargetRoles has no limit.
+const OTHER_ACCOUNTS: [&str; 7] =
+    ["210987654321", "345678901234", "456789012345", "567890123456", "678901234567", "789012345678", "890123456789"];
+
+/// An account no TargetRoles value names.
+const UNLISTED_ACCOUNT: &str = "999999999999";
+
+/// The characters a regex character class admits, from its inside (`A-Za-z0-9+.@_-`; a `-` at either end is
+/// itself).
+fn class_characters(class: &str) -> BTreeSet<char> {
+    let chars: Vec<char> = class.chars().collect();
+    let mut admitted = BTreeSet::new();
+    let mut i = 0;
+    while i < chars.len() {
+        assert!(!"\\[]^".contains(chars[i]), "{class}: escapes, nesting and negation are not read here");
+        if i + 2 < chars.len() && chars[i + 1] == '-' {
+            assert!(chars[i] <= chars[i + 2], "{class}: range {}-{}", chars[i], chars[i + 2]);
+            admitted.extend(chars[i]..=chars[i + 2]);
+            i += 3;
+        } else {
+            admitted.insert(chars[i]);
+            i += 1;
+        }
+    }
+    admitted
+}
+
+/// The characters TargetRoles admits in a role's path and name: its AllowedPattern must be, for each item, empty or
+/// one role ARN whose path and name are 1-512 characters of one class.
+fn target_role_name_characters(template: &Value) -> BTreeSet<char> {
+    let pattern = template["Parameters"]["TargetRoles"]["AllowedPattern"].as_str().expect("an AllowedPattern");
+    let class = pattern
+        .strip_prefix("^$|^arn:aws[a-z-]*:iam::[0-9]{12}:role/[")
+        .and_then(|rest| rest.strip_suffix("]{1,512}$"))
+        .unwrap_or_else(|| panic!("TargetRoles admits more than empty or one role ARN per item: {pattern}"));
+    class_characters(class)
+}
+
+#[test]
+fn with_the_new_parameters_empty_the_deployer_has_exactly_todays_policy_environment_and_upload_rule() {
+    let template = template();
+    let stack = deployer_stack(&template, &[]);
+    let statements = stack.statements();
+    let sids: Vec<&str> = statements.iter().map(|s| s["Sid"].as_str().expect("every statement has a Sid")).collect();
+    assert_eq!(
+        sids,
+        [
+            "WriteOwnLogs",
+            "ReadArtifacts",
+            "TellMissingArtifactsFromForbidden",
+            "ObserveAndUpdateAllowedFunctions",
+            "ObserveFunctionsByThePage",
+            "ReleaseThroughVersionsAndAliases",
+            "DeleteOldVersions",
+            "SmokeTestNewVersions",
+            "JudgeByAlarms",
+            "JudgeByMetrics",
+            "WakeForRolloutSteps",
+            "ClaimOwnershipOfAllowedFunctions",
+            "FindTheCluster",
+            "ParkFailedInvocations",
+        ]
+    );
+    // Today's statements, as written before other accounts existed: none of them depends on the new parameters.
+    let written = &template["Resources"][the_role(&template)]["Properties"]["Policies"][0]["PolicyDocument"];
+    for statement in one_or_many(&written["Statement"]) {
+        let condition = statement["Fn::If"][0].as_str();
+        if condition.is_some_and(|c| !stack.condition(c)) {
+            continue;
+        }
+        let text = statement.to_string();
+        for new in NEW_PARAMETERS {
+            assert!(!text.contains(new), "{new} changes a statement of the default policy: {text}");
+        }
+    }
+    assert!(statements.iter().flat_map(actions).all(|a| !a.starts_with("sts:")), "no role to assume");
+    assert_eq!(granted(&statements, "s3:GetObject"), ["arn:aws:s3:::artifacts/*"]);
+    assert_eq!(granted(&statements, "s3:ListBucket"), ["arn:aws:s3:::artifacts"]);
+
+    let variables: BTreeSet<String> = stack.environment().keys().cloned().collect();
+    let today = [
+        "ALLOWED_FUNCTION_ARNS",
+        "ARTIFACT_BUCKET",
+        "CLUSTER_NAME",
+        "FUNCTION_OBSERVATION",
+        "KEY_TEMPLATE",
+        "MAX_CONCURRENCY",
+        "ROLLOUT_QUEUE_URL",
+    ];
+    assert_eq!(variables, today.iter().map(|v| v.to_string()).collect::<BTreeSet<_>>());
+    assert_eq!(stack.buckets_whose_uploads_are_matched(), json!(["artifacts"]));
+    let config = stack.deployer_config();
+    assert_eq!(config.target_roles, TargetRoles::default(), "no other account");
+    assert!(config.regional_buckets.is_empty(), "no other region");
+}
+
+#[test]
+fn sts_assume_role_is_granted_only_on_the_declared_roles_and_only_when_some_are_declared() {
+    let template = template();
+    let assumable = |values: &[(&str, &str)]| -> Vec<String> {
+        let statements = deployer_stack(&template, values).statements();
+        for action in statements.iter().flat_map(actions).filter(|a| a.starts_with("sts:")) {
+            assert_eq!(action, "sts:AssumeRole", "no session tags, no other STS action");
+        }
+        granted(&statements, "sts:AssumeRole")
+    };
+    let name = "lambda-deployer-target";
+    assert_eq!(assumable(&[]), Vec::<String>::new(), "nothing declared: no AssumeRole at all");
+    assert_eq!(assumable(&[("TargetExternalId", "ext-1234")]), Vec::<String>::new(), "an external id is no role");
+    assert_eq!(assumable(&[("ArtifactBuckets", "us-west-2=artifacts-us-west-2")]), Vec::<String>::new());
+    for count in [1, 2, ENTRIES_READ + 1, OTHER_ACCOUNTS.len()] {
+        let accounts = &OTHER_ACCOUNTS[..count];
+        let roles: Vec<String> = accounts.iter().map(|account| role_arn(account, name)).collect();
+        assert_eq!(assumable(&[("TargetRoles", &target_roles(accounts, name))]), roles, "{count} declared");
+    }
+    let own_path = "arn:aws:iam::210987654321:role/team/deployer";
+    assert_eq!(assumable(&[("TargetRoles", own_path)]), [own_path]);
+    // A template stands for every account IAM may be asked about: its role name, in any account, and nothing else.
+    let any_account = "arn:aws:iam::*:role/lambda-deployer-target";
+    let arn_template = "arn:aws:iam::{account}:role/lambda-deployer-target";
+    assert_eq!(assumable(&[("TargetRoleArnTemplate", arn_template)]), [any_account]);
+    let both = [("TargetRoleArnTemplate", arn_template), ("TargetRoles", own_path)];
+    assert_eq!(assumable(&both), [own_path, any_account]);
+}
+
+#[test]
+fn every_role_the_deployer_would_assume_is_one_iam_lets_it_assume() {
+    let template = template();
+    let name = "lambda-deployer-target";
+    let arn_template = "arn:aws:iam::{account}:role/lambda-deployer-target";
+    let (all, two) = (target_roles(&OTHER_ACCOUNTS, name), target_roles(&OTHER_ACCOUNTS[..2], "special"));
+    let everyone: Vec<&str> = OTHER_ACCOUNTS.iter().copied().chain([UNLISTED_ACCOUNT]).collect();
+    // The parameters, and the accounts the deployer then has a role in.
+    let check = |values: &[(&str, &str)], reachable: &[&str]| {
+        let stack = deployer_stack(&template, values);
+        let mut iam = granted(&stack.statements(), "sts:AssumeRole");
+        let allowed: Vec<ArnGlob> = iam.iter().map(|arn| ArnGlob::new(arn).unwrap()).collect();
+        let config = stack.deployer_config();
+        let roles = &config.target_roles;
+        let with_role: Vec<&str> = everyone.iter().copied().filter(|a| roles.role_for(a).is_some()).collect();
+        assert_eq!(with_role, reachable, "{values:?}");
+        for account in &everyone {
+            let Some(role) = roles.role_for(account) else { continue };
+            assert!(allowed.iter().any(|glob| glob.matches(&role)), "{values:?}: the deployer would assume {role}");
+        }
+        // And IAM grants no role the deployer was not given: the listed roles, and the template's in any account.
+        let mut parsed: Vec<String> = roles.explicit.iter().map(|(_, role)| role.clone()).collect();
+        parsed.extend(roles.template.iter().map(|template| template.replace("{account}", "*")));
+        parsed.sort();
+        iam.sort();
+        assert_eq!(parsed, iam, "{values:?}");
+        let external_id = values.iter().find(|(p, _)| *p == "TargetExternalId").map(|(_, id)| id.to_string());
+        assert_eq!(roles.external_id, external_id);
+    };
+    check(&[("TargetRoles", &all), ("TargetExternalId", "ext-1234")], &OTHER_ACCOUNTS);
+    check(&[("TargetRoleArnTemplate", arn_template)], &everyone);
+    check(&[("TargetRoleArnTemplate", arn_template), ("TargetRoles", &two)], &everyone);
+    check(&[], &[]);
+}
+
+#[test]
+fn the_buckets_of_other_regions_are_read_like_the_artifact_bucket_and_their_uploads_matched() {
+    let template = template();
+    let regions = ["us-west-2", "eu-west-1", "ap-southeast-2", "eu-central-1", "sa-east-1"];
+    for count in [1, 2, ENTRIES_READ] {
+        let declared: Vec<(String, String)> =
+            regions[..count].iter().map(|region| (region.to_string(), format!("artifacts-{region}"))).collect();
+        let value: Vec<String> = declared.iter().map(|(region, bucket)| format!("{region}={bucket}")).collect();
+        let stack = deployer_stack(&template, &[("ArtifactBuckets", &value.join(","))]);
+        assert_eq!(stack.deployer_config().regional_buckets, declared, "the deployer reads the buckets IAM allows");
+        let buckets: Vec<&str> = ["artifacts"].into_iter().chain(declared.iter().map(|(_, b)| b.as_str())).collect();
+        let statements = stack.statements();
+        for action in ["s3:GetObject", "s3:GetObjectVersion"] {
+            let objects: Vec<String> = buckets.iter().map(|bucket| format!("arn:aws:s3:::{bucket}/*")).collect();
+            assert_eq!(granted(&statements, action), objects, "{count} regions: {action}");
+        }
+        let listed: Vec<String> = buckets.iter().map(|bucket| format!("arn:aws:s3:::{bucket}")).collect();
+        assert_eq!(granted(&statements, "s3:ListBucket"), listed, "{count} regions");
+        assert_eq!(stack.buckets_whose_uploads_are_matched(), json!(buckets), "{count} regions");
+    }
+}
+
+#[test]
+fn the_template_reads_every_entry_its_parameter_patterns_admit_and_passes_each_parameter_on_only_when_set() {
+    let template = template();
+    // ArtifactBuckets: `^$|^ENTRY(,ENTRY){0,N}$`, one entry and up to N more; entry N+2 would be used by the deployer,
+    // not IAM.
+    let pattern = template["Parameters"]["ArtifactBuckets"]["AllowedPattern"].as_str().expect("an AllowedPattern");
+    let more = pattern.strip_suffix("}$").and_then(|p| p.rsplit_once("){0,")).map(|(_, n)| n.parse::<usize>());
+    assert_eq!(more, Some(Ok(ENTRIES_READ - 1)), "ArtifactBuckets: {pattern}");
+    for entry in 1..=ENTRIES_READ + 1 {
+        let exists = template["Conditions"].get(format!("HasArtifactBucket{entry}")).is_some();
+        assert_eq!(exists, entry <= ENTRIES_READ, "HasArtifactBucket{entry}");
+    }
+    // TargetRoles: a list, granted whole (any number of roles), each item empty or one exact role ARN: a path and name
+    // of IAM's characters, without "," and "=" (TARGET_ROLES reads them as separators) and so without wildcards.
+    let parameter = &template["Parameters"]["TargetRoles"];
+    assert_eq!((&parameter["Type"], &parameter["Default"]), (&json!("CommaDelimitedList"), &json!("")));
+    let mut iam_role_characters = class_characters("A-Za-z0-9_+=,.@/-");
+    iam_role_characters.retain(|c| !",=".contains(*c));
+    assert!(target_role_name_characters(&template).is_subset(&iam_role_characters));
+    let values = [
+        ("TargetRoles", "TARGET_ROLES", target_roles(&OTHER_ACCOUNTS, "lambda-deployer-target")),
+        ("TargetRoleArnTemplate", "TARGET_ROLE_ARN", "arn:aws:iam::{account}:role/lambda-deployer-target".into()),
+        ("TargetExternalId", "TARGET_EXTERNAL_ID", "ext-1234".into()),
+        ("ArtifactBuckets", "ARTIFACT_BUCKETS", "us-west-2=artifacts-us-west-2".into()),
+    ];
+    for (parameter, variable, value) in &values {
+        let environment = deployer_stack(&template, &[(*parameter, value.as_str())]).environment();
+        assert_eq!(environment.get(*variable), Some(&json!(value)), "{parameter} is passed on as {variable}");
+        for (_, other, _) in values.iter().filter(|(p, ..)| p != parameter) {
+            assert!(!environment.contains_key(*other), "{other} is set although only {parameter} is");
+        }
+    }
+}
+
+#[test]
+fn the_target_role_trusts_only_the_deployers_role_and_requires_the_external_id_when_one_is_given() {
+    let target = target_template();
+    let trust = |external_id: &str| -> Vec<Value> {
+        let stack = target_stack(&target, &[("ExternalId", external_id)]);
+        let role = &target["Resources"][the_role(&target)]["Properties"];
+        let document = stack.resolve(&role["AssumeRolePolicyDocument"]).expect("a trust policy");
+        one_or_many(&document["Statement"])
+    };
+    let statements = trust("");
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    let statement = &statements[0];
+    assert_eq!(statement["Effect"], "Allow");
+    assert_eq!(statement["Principal"], json!({ "AWS": DEPLOYER_ROLE }), "the deployer's role and no one else");
+    assert_eq!(statement["Action"], "sts:AssumeRole", "no session tags, no web identity");
+    assert!(statement.get("Condition").is_none(), "no external id given: none required");
+    assert!(statement.get("NotPrincipal").is_none() && statement.get("NotAction").is_none());
+    let with_id = trust("ext-1234");
+    assert_eq!(with_id[0]["Condition"], json!({ "StringEquals": { "sts:ExternalId": "ext-1234" } }));
+    assert_eq!((&with_id[0]["Principal"], &with_id[0]["Action"]), (&statement["Principal"], &statement["Action"]));
+    // The principal has no default (nobody is trusted by accident) and must be a role, not an account's root.
+    let parameter = &target["Parameters"]["DeployerRoleArn"];
+    assert!(parameter.get("Default").is_none());
+    assert!(parameter["AllowedPattern"].as_str().is_some_and(|p| p.contains(":role/") && !p.contains("root")));
+}
+
+#[test]
+fn the_target_role_grants_the_lambda_and_judging_statements_of_the_deployers_own_role_and_no_more() {
+    let (home, away) = (template(), target_template());
+    let mirrored = |statements: Vec<Value>| -> Vec<Value> {
+        let mirrored_services = ["lambda:", "cloudwatch:"];
+        statements
+            .into_iter()
+            .filter(|s| actions(s).iter().any(|a| mirrored_services.iter().any(|m| a.starts_with(m))))
+            .collect()
+    };
+    let others = "arn:aws:lambda:us-west-2:123456789012:function:orders-*,arn:aws:lambda:eu-west-1:123456789012:function:billing";
+    for (allowed, observation) in
+        [("", "auto"), ("", "get-function"), (others, "list-functions"), (others, "get-function")]
+    {
+        let values = [("AllowedFunctionArns", allowed), ("FunctionObservation", observation)];
+        let at_home = mirrored(deployer_stack(&home, &values).statements());
+        let away = mirrored(target_stack(&away, &values).statements());
+        assert!(at_home.iter().flat_map(actions).any(|a| a == "lambda:UpdateFunctionCode"), "{at_home:?}");
+        // A role is account-wide: where the deployer's defaults name its own region, the target role's name every one.
+        let at_home = serde_json::to_string(&at_home)
+            .unwrap()
+            .replace(&format!(":{REGION}:{ACCOUNT}:"), &format!(":*:{ACCOUNT}:"));
+        let at_home: Value = serde_json::from_str(&at_home).unwrap();
+        assert_eq!(json!(away), at_home, "AllowedFunctionArns {allowed:?}, FunctionObservation {observation}");
+    }
+    let parameter = |template: &Value, name: &str| template["Parameters"][name].clone();
+    for field in ["AllowedValues", "Default"] {
+        assert_eq!(parameter(&away, "FunctionObservation")[field], parameter(&home, "FunctionObservation")[field]);
+    }
+    assert_eq!(parameter(&away, "AllowedFunctionArns")["Default"], "", "empty means the account's functions");
+}
+
+#[test]
+fn the_target_role_reads_only_the_artifact_objects_and_grants_no_other_service() {
+    let target = target_template();
+    let statements = target_stack(&target, &[]).statements();
+    for statement in &statements {
+        assert_eq!(statement["Effect"], "Allow");
+        assert!(statement.get("NotAction").is_none() && statement.get("NotResource").is_none(), "{statement}");
+        for action in actions(statement) {
+            let service = action.split(':').next().unwrap_or_default();
+            assert!(!action.contains('*'), "{}: wildcard action {action}", statement["Sid"]);
+            assert!(
+                ["lambda", "cloudwatch", "s3"].contains(&service),
+                "{}: the role needs no {action}",
+                statement["Sid"]
+            );
+        }
+    }
+    let s3: Vec<&Value> = statements.iter().filter(|s| actions(s).iter().any(|a| a.starts_with("s3:"))).collect();
+    assert_eq!(s3.len(), 1, "{s3:?}");
+    // What Lambda's fetch of UpdateFunctionCode's S3 object needs (a version, when one is pinned); no listing.
+    assert_eq!(actions(s3[0]), ["s3:GetObject", "s3:GetObjectVersion"]);
+    assert_eq!(s3[0]["Resource"], json!(["arn:aws:s3:::artifacts/*", "arn:aws:s3:::artifacts-us-west-2/*"]));
+    let alarms = granted(&statements, "cloudwatch:DescribeAlarms");
+    assert_eq!(alarms, [format!("arn:aws:cloudwatch:*:{ACCOUNT}:alarm:*")], "this account's alarms only");
+}
+
+#[test]
+fn target_sessions_last_an_hour_the_role_arn_is_an_output_and_no_external_id_is_shown() {
+    let (home, away) = (template(), target_template());
+    let role = the_role(&away);
+    assert_eq!(away["Resources"][role]["Properties"]["MaxSessionDuration"], 3600);
+    // The role's ARN is all the deployer stack needs: it is an entry of TargetRoles.
+    let outputs: Vec<&String> = away["Outputs"].as_object().expect("Outputs").keys().collect();
+    assert_eq!(outputs, ["RoleArn"]);
+    assert_eq!(away["Outputs"]["RoleArn"]["Value"], json!({ "Fn::GetAtt": [role, "Arn"] }));
+    for (template, external_id) in [(&home, "TargetExternalId"), (&away, "ExternalId")] {
+        assert_eq!(template["Parameters"][external_id]["NoEcho"], true, "{external_id}");
+        assert!(!template["Outputs"].to_string().contains(external_id), "an output shows {external_id}");
+    }
+    let pattern = |template: &Value, name: &str| template["Parameters"][name]["AllowedPattern"].clone();
+    assert_eq!(
+        pattern(&away, "ExternalId"),
+        pattern(&home, "TargetExternalId"),
+        "the same ids are valid on both sides"
+    );
+    // Every role name the target stack admits makes a role ARN the deployer stack's TargetRoles admits.
+    let role_name = pattern(&away, "RoleName");
+    let characters = role_name.as_str().and_then(|p| p.strip_prefix("^[")).and_then(|p| p.split_once(']'));
+    let (characters, _) = characters.unwrap_or_else(|| panic!("RoleName: {role_name}"));
+    assert!(class_characters(characters).is_subset(&target_role_name_characters(&home)), "{role_name}");
+    let default_name = away["Parameters"]["RoleName"]["Default"].as_str().expect("a default RoleName");
+    let arn = role_arn(OTHER_ACCOUNTS[0], default_name);
+    let config = deployer_stack(&home, &[("TargetRoles", &arn)]).deployer_config();
+    assert_eq!(config.target_roles.role_for(OTHER_ACCOUNTS[0]), Some(arn));
 }
 
 // ---- Operations: logging, alarms, notifications and the dashboard ----
