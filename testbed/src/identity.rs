@@ -1,12 +1,21 @@
-//! The AWS identities the testbed knows. moto does not check signatures, so the testbed is the only place
-//! where credentials mean something: the Kubernetes server verifies EKS tokens with these secrets, and the
-//! AWS layer answers STS GetCallerIdentity with these ARNs.
+//! The AWS identities, accounts and regions the testbed knows. moto does not check signatures, so the testbed is
+//! the only place where credentials mean something: the Kubernetes server verifies EKS tokens with these secrets,
+//! and the AWS layer decides from an access key which account a request acts in and answers STS
+//! GetCallerIdentity with these ARNs.
 
-/// moto's default account.
+/// moto's default account: the deployer's.
 pub const ACCOUNT_ID: &str = "123456789012";
+/// Accounts the deployer deploys into besides its own; each has the role `up::TARGET_ROLE` trusting the deployer.
+pub const TARGET_ACCOUNTS: [&str; 2] = ["210987654321", "345678901234"];
 pub const REGION: &str = "us-east-1";
+pub const SECOND_REGION: &str = "us-west-2";
+/// The regions the testbed serves; a request scoped to any other finds no endpoint.
+pub const REGIONS: [&str; 2] = [REGION, SECOND_REGION];
 pub const CLUSTER_NAME: &str = "testbed";
 pub const ARTIFACT_BUCKET: &str = "lambda-artifacts";
+/// The deployer account's versioned artifact bucket in [`SECOND_REGION`] (Lambda reads code only from a bucket in
+/// the function's region).
+pub const SECOND_REGION_ARTIFACT_BUCKET: &str = "lambda-artifacts-us-west-2";
 /// The Kubernetes group the deployer's IAM role is mapped to (as the SAM template's access entry does).
 pub const DEPLOYER_GROUP: &str = "lambda-deployer";
 
@@ -52,6 +61,26 @@ impl AwsIdentity {
         }
     }
 
+    /// An admin user of `account` (the same as [`AwsIdentity::admin`] for [`ACCOUNT_ID`]): creates functions,
+    /// roles, buckets and alarms there in tests. Its access key is what tells the layer the account.
+    pub fn admin_of(account: &str) -> Self {
+        if account == ACCOUNT_ID {
+            return Self::admin();
+        }
+        let arn = format!("arn:aws:iam::{account}:user/testbed-admin");
+        AwsIdentity {
+            access_key_id: format!("AKIAADMN{account}"),
+            secret_access_key: format!("testbed-admin-secret-key-of-{account}"),
+            caller_arn: arn.clone(),
+            principal_arn: arn,
+        }
+    }
+
+    /// The account the identity belongs to (from its ARN).
+    pub fn account(&self) -> &str {
+        self.caller_arn.split(':').nth(4).unwrap_or_default()
+    }
+
     /// An identity with valid credentials but no access entry: authenticates, then is forbidden everything.
     pub fn outsider() -> Self {
         let arn = format!("arn:aws:iam::{ACCOUNT_ID}:user/outsider");
@@ -63,8 +92,11 @@ impl AwsIdentity {
         }
     }
 
+    /// The deployer, the outsider and every account's admin.
     pub fn all() -> Vec<AwsIdentity> {
-        vec![Self::deployer(), Self::admin(), Self::outsider()]
+        let mut all = vec![Self::deployer(), Self::admin(), Self::outsider()];
+        all.extend(TARGET_ACCOUNTS.iter().map(|account| Self::admin_of(account)));
+        all
     }
 }
 

@@ -6,18 +6,45 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::Method;
 use tokio::sync::oneshot;
 
 use crate::apiserver::{ApiServer, ApiServerOptions};
 use crate::aws::{AwsLayer, AwsLayerOptions, EksCluster, LayerConfig, MotoClient};
-use crate::identity::{ACCOUNT_ID, ARTIFACT_BUCKET, AccessEntry, AwsIdentity, CLUSTER_NAME, REGION};
+use crate::identity::{
+    ACCOUNT_ID, ARTIFACT_BUCKET, AccessEntry, AwsIdentity, CLUSTER_NAME, REGION, SECOND_REGION,
+    SECOND_REGION_ARTIFACT_BUCKET, TARGET_ACCOUNTS,
+};
 use crate::moto::{Moto, MotoError};
 
 /// The IAM role the deployer runs as.
 pub const DEPLOYER_ROLE: &str = "lambda-deployer";
-/// An IAM role tests give the functions they create.
+/// An IAM role tests give the functions they create (in every account).
 pub const FUNCTION_ROLE: &str = "testbed-function";
+/// The role the deployer assumes in each target account; it trusts [`DEPLOYER_ROLE`] (no ExternalId required).
+pub const TARGET_ROLE: &str = "lambda-deployer-target";
+
+/// `arn:aws:iam::ACCOUNT:role/lambda-deployer-target`
+pub fn target_role_arn(account: &str) -> String {
+    format!("arn:aws:iam::{account}:role/{TARGET_ROLE}")
+}
+
+/// The bucket policy the deployer's artifact buckets get: every target account's [`TARGET_ROLE`] may get their
+/// objects and object versions (Lambda reads another account's code with the caller's rights).
+pub fn artifact_bucket_policy(bucket: &str) -> String {
+    let readers: Vec<String> = TARGET_ACCOUNTS.iter().map(|account| target_role_arn(account)).collect();
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "TargetAccountsReadArtifacts",
+            "Effect": "Allow",
+            "Principal": { "AWS": readers },
+            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+            "Resource": format!("arn:aws:s3:::{bucket}/*"),
+        }],
+    })
+    .to_string()
+}
 /// The Kubernetes version the EKS cluster record reports.
 pub const KUBERNETES_VERSION: &str = "1.31";
 
@@ -92,8 +119,7 @@ struct Parts {
 impl Testbed {
     /// Starts moto, the AWS layer and the Kubernetes API server on free 127.0.0.1 ports, on a runtime of its own
     /// (a dedicated thread), so a Testbed may be shared by all `#[tokio::test]`s of a test binary and outlives each
-    /// test's runtime. Creates the versioned bucket [`ARTIFACT_BUCKET`], the IAM roles [`DEPLOYER_ROLE`] and
-    /// [`FUNCTION_ROLE`], and the EKS cluster [`CLUSTER_NAME`].
+    /// test's runtime. Creates what [`seed`] lists.
     pub async fn start(opts: TestbedOptions) -> Result<Testbed, TestbedError> {
         let (ready_tx, ready_rx) = oneshot::channel::<Result<Parts, TestbedError>>();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -235,18 +261,23 @@ async fn boot(opts: TestbedOptions) -> Result<Parts, TestbedError> {
     Ok(Parts { aws, kube, moto })
 }
 
-/// The AWS resources every testbed has: the artifact bucket (versioned), the roles, the EKS cluster record.
+/// The AWS resources every testbed has. In the deployer's account: the versioned artifact buckets
+/// [`ARTIFACT_BUCKET`] and (in [`SECOND_REGION`]) [`SECOND_REGION_ARTIFACT_BUCKET`], each with
+/// [`artifact_bucket_policy`]; the IAM roles [`DEPLOYER_ROLE`] and [`FUNCTION_ROLE`]; the EKS cluster
+/// [`CLUSTER_NAME`]. In each of [`TARGET_ACCOUNTS`]: the roles [`TARGET_ROLE`] and [`FUNCTION_ROLE`].
 async fn seed(moto: &MotoClient) -> Result<(), TestbedError> {
-    let trust = |service: &str| {
+    let trust = |principal: &str| {
         format!(
-            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"Service":"{service}"}},"Action":"sts:AssumeRole"}}]}}"#
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{principal},"Action":"sts:AssumeRole"}}]}}"#
         )
     };
+    let function_trust = trust(r#"{"Service":"lambda.amazonaws.com"}"#);
+    let deployer_trust = trust(&format!(r#"{{"AWS":"arn:aws:iam::{ACCOUNT_ID}:role/{DEPLOYER_ROLE}"}}"#));
     let form = "application/x-www-form-urlencoded";
-    let role_form = |name: &str| {
+    let role_form = |name: &str, trust: &str| {
         format!(
             "Action=CreateRole&Version=2010-05-08&RoleName={name}&AssumeRolePolicyDocument={}",
-            percent_encoding::utf8_percent_encode(&trust("lambda.amazonaws.com"), percent_encoding::NON_ALPHANUMERIC)
+            percent_encoding::utf8_percent_encode(trust, percent_encoding::NON_ALPHANUMERIC)
         )
     };
     let cluster = serde_json::json!({
@@ -256,16 +287,42 @@ async fn seed(moto: &MotoClient) -> Result<(), TestbedError> {
         "resourcesVpcConfig": {},
     });
     let versioning = r#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>"#;
-    let steps: [(&str, Method, String, Option<&str>, String); 5] = [
-        ("s3", Method::PUT, format!("/{ARTIFACT_BUCKET}"), None, String::new()),
-        ("s3", Method::PUT, format!("/{ARTIFACT_BUCKET}?versioning"), Some("application/xml"), versioning.into()),
-        ("iam", Method::POST, "/".into(), Some(form), role_form(DEPLOYER_ROLE)),
-        ("iam", Method::POST, "/".into(), Some(form), role_form(FUNCTION_ROLE)),
-        ("eks", Method::POST, "/clusters".into(), Some("application/json"), cluster.to_string()),
-    ];
-    for (service, method, path, content_type, body) in steps {
+    let in_second_region = format!(
+        r#"<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LocationConstraint>{SECOND_REGION}</LocationConstraint></CreateBucketConfiguration>"#
+    );
+    let xml = Some("application/xml");
+    let json = Some("application/json");
+    // Who acts, then the request: service, method, path, content type, body.
+    type Step = (MotoClient, &'static str, Method, String, Option<&'static str>, String);
+    let mut steps: Vec<Step> = Vec::new();
+    for account in TARGET_ACCOUNTS {
+        let there = moto.at(account, REGION);
+        steps.push((
+            there.clone(),
+            "iam",
+            Method::POST,
+            "/".into(),
+            Some(form),
+            role_form(TARGET_ROLE, &deployer_trust),
+        ));
+        steps.push((there, "iam", Method::POST, "/".into(), Some(form), role_form(FUNCTION_ROLE, &function_trust)));
+    }
+    for (bucket, region, create) in
+        [(ARTIFACT_BUCKET, REGION, String::new()), (SECOND_REGION_ARTIFACT_BUCKET, SECOND_REGION, in_second_region)]
+    {
+        let home = moto.at(ACCOUNT_ID, region);
+        steps.push((home.clone(), "s3", Method::PUT, format!("/{bucket}"), xml.filter(|_| !create.is_empty()), create));
+        steps.push((home.clone(), "s3", Method::PUT, format!("/{bucket}?versioning"), xml, versioning.into()));
+        steps.push((home, "s3", Method::PUT, format!("/{bucket}?policy"), json, artifact_bucket_policy(bucket)));
+    }
+    steps.extend([
+        (moto.clone(), "iam", Method::POST, "/".into(), Some(form), role_form(DEPLOYER_ROLE, &function_trust)),
+        (moto.clone(), "iam", Method::POST, "/".into(), Some(form), role_form(FUNCTION_ROLE, &function_trust)),
+        (moto.clone(), "eks", Method::POST, "/clusters".into(), json, cluster.to_string()),
+    ]);
+    for (moto, service, method, path, content_type, body) in steps {
         let (status, answer) = moto.call(service, method.clone(), &path, content_type, body).await?;
-        if status != StatusCode::OK {
+        if !status.is_success() {
             return Err(TestbedError::Setup(format!(
                 "{service} {method} {path} answered {status}: {}",
                 String::from_utf8_lossy(&answer)

@@ -20,6 +20,10 @@ pub struct Call {
     /// `S3ObjectVersion`, `Publish` (Lambda); `Name` (EKS cluster).
     pub params: BTreeMap<String, String>,
     pub access_key_id: Option<String>,
+    /// The account the call acted in (the access key's; a session's is its role's account), for signed calls.
+    pub account: Option<String>,
+    /// The credential scope's region, for signed calls.
+    pub region: Option<String>,
     /// HTTP status the client received; 0 when the connection was dropped (a `connection_reset` or `timeout`
     /// fault) or the client went away first.
     pub status: u16,

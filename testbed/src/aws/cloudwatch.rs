@@ -8,10 +8,10 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use super::FaultAction;
+use super::accounts::Caller;
 use super::cbor::{self, Kind};
 use super::moto_client::{Body, full};
-use super::{Call, Reset, Shared, drop_connection, fire_faults, read_body};
+use super::{Call, FaultAction, Protocol, Reset, Shared, admit, drop_connection, read_body};
 
 /// Every member of the CloudWatch model (botocore `cloudwatch/2010-08-01/service-2.json`) whose shape is a
 /// timestamp or a list of timestamps; no member name is used for another type.
@@ -59,13 +59,14 @@ fn cbor_response(status: StatusCode, body: &Value) -> Response<Body> {
     response
 }
 
-fn cbor_error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
+pub(super) fn cbor_error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
     cbor_response(status, &json!({ "__type": kind, "message": message }))
 }
 
 /// `POST /service/SERVICE/operation/OP` with a CBOR body: translated, sent to moto as awsJson, answered in CBOR.
 pub(super) async fn cbor_request(
     shared: &Shared,
+    caller: &Caller,
     req: Request<Incoming>,
     call: &mut Call,
 ) -> Result<Response<Body>, Reset> {
@@ -76,7 +77,7 @@ pub(super) async fn cbor_request(
         return Ok(cbor_error(StatusCode::NOT_FOUND, "UnknownOperationException", "Unknown operation"));
     };
     call.operation = operation.to_string();
-    let (_, bytes) = read_body(req).await?;
+    let (parts, bytes) = read_body(req).await?;
     let input = if bytes.is_empty() { Ok(json!({})) } else { cbor::to_json(&bytes) };
     let input = match input {
         Ok(input) => input,
@@ -85,7 +86,11 @@ pub(super) async fn cbor_request(
     if let Some(alarm) = input.get("AlarmName").and_then(Value::as_str) {
         call.params.insert("AlarmName".into(), alarm.to_string());
     }
-    if let Some(action) = fire_faults(shared, call).await.instead {
+    let fired = match admit(shared, caller, call, Protocol::Cbor, &parts.method).await? {
+        Ok(fired) => fired,
+        Err(answer) => return Ok(answer),
+    };
+    if let Some(action) = fired.instead {
         drop_connection(&action).await?;
         match action {
             FaultAction::AccessDenied => {
@@ -110,7 +115,8 @@ pub(super) async fn cbor_request(
     }
     let access_key = call.access_key_id.clone().unwrap_or_default();
     let target = format!("{service}.{operation}");
-    let (status, answer) = match shared.moto.call_json(&access_key, "monitoring", &target, &input).await {
+    let moto = shared.moto.at(&caller.place.account, &caller.place.region);
+    let (status, answer) = match moto.call_json(&access_key, "monitoring", &target, &input).await {
         Ok(answer) => answer,
         Err(e) => return Ok(cbor_error(StatusCode::BAD_GATEWAY, "ServiceUnavailable", &format!("moto: {e}"))),
     };

@@ -1,5 +1,5 @@
 //! The layer's control API, `/_testbed/...` (JSON): faults, the call log, settings, code history, simulated
-//! traffic and flapping alarms — what [`AwsLayer`]'s Rust API offers, over HTTP.
+//! traffic, flapping alarms and STS sessions — what [`AwsLayer`]'s Rust API offers, over HTTP.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::moto_client::Body;
+use super::route::{form_pairs, param};
 use super::{AwsLayer, Fault, LayerConfig, Shared, json_response};
+use crate::identity::{ACCOUNT_ID, REGION};
 
 /// `POST /_testbed/traffic`.
 #[derive(Deserialize)]
@@ -41,11 +43,20 @@ struct StopFlap {
     alarm: String,
 }
 
-/// `/_testbed/...`: faults, calls, config, code history, traffic, flapping alarms.
+/// `POST /_testbed/sessions/expire`: the sessions of one access key, of one account, or (`{}`) all.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpireSessions {
+    access_key_id: Option<String>,
+    account: Option<String>,
+}
+
+/// `/_testbed/...`: faults, calls, config, code history, traffic, flapping alarms, sessions.
 pub(super) async fn control(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let layer = AwsLayer { shared: shared.clone() };
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let query = form_pairs(req.uri().query().unwrap_or(""));
     let bytes = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return control_error(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -93,12 +104,36 @@ pub(super) async fn control(shared: &Arc<Shared>, req: Request<Incoming>) -> Res
                 Err(e) => control_error(StatusCode::BAD_REQUEST, &e.to_string()),
             }
         }
-        (&Method::GET, ["_testbed", "functions", name, "history"]) => match layer.history(name) {
-            Some(history) => {
-                json_response(StatusCode::OK, &json!({ "FunctionName": name, "CodeSha256History": history }))
+        (&Method::GET, ["_testbed", "functions", name, "history"]) => {
+            let account = param(&query, "account").unwrap_or(ACCOUNT_ID);
+            let region = param(&query, "region").unwrap_or(REGION);
+            match layer.history_in(account, region, name) {
+                Some(history) => {
+                    json_response(StatusCode::OK, &json!({ "FunctionName": name, "CodeSha256History": history }))
+                }
+                None => control_error(StatusCode::NOT_FOUND, &format!("no function {name} in {account} {region}")),
             }
-            None => control_error(StatusCode::NOT_FOUND, &format!("no function {name}")),
-        },
+        }
+        (&Method::GET, ["_testbed", "sessions"]) => {
+            json_response(StatusCode::OK, &json!({ "sessions": layer.sessions() }))
+        }
+        (&Method::POST, ["_testbed", "sessions", "expire"]) => {
+            let which = if bytes.is_empty() {
+                Ok(ExpireSessions { access_key_id: None, account: None })
+            } else {
+                serde_json::from_slice::<ExpireSessions>(&bytes)
+            };
+            match which {
+                Ok(ExpireSessions { access_key_id: Some(key), account: None }) => {
+                    json_response(StatusCode::OK, &json!({ "expired": usize::from(layer.expire_session(&key)) }))
+                }
+                Ok(ExpireSessions { access_key_id: None, account }) => {
+                    json_response(StatusCode::OK, &json!({ "expired": layer.expire_sessions(account.as_deref()) }))
+                }
+                Ok(_) => control_error(StatusCode::BAD_REQUEST, "give access_key_id or account, not both"),
+                Err(e) => control_error(StatusCode::BAD_REQUEST, &e.to_string()),
+            }
+        }
         (&Method::GET, ["_testbed", "traffic"]) => {
             json_response(StatusCode::OK, &json!({ "traffic": layer.traffic() }))
         }

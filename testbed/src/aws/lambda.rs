@@ -1,6 +1,6 @@
 //! Lambda's control plane, served by the layer itself (moto's Lambda has no RevisionId, never InProgress, ignores
-//! S3ObjectVersion, accepts missing S3 keys, never paginates), and its invocations. Function code is read from
-//! moto's S3.
+//! S3ObjectVersion, accepts missing S3 keys, never paginates), and its invocations; each account and region has its
+//! own functions. Function code is read from moto's S3 with the caller's rights.
 
 mod aliases;
 mod api;
@@ -9,7 +9,7 @@ mod model;
 mod provisioned;
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -18,12 +18,13 @@ use http::{Method, StatusCode};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
+use super::accounts::{Caller, Place};
 use super::moto_client::{MotoClient, xml_text};
 use super::route::param;
+use super::s3::Buckets;
 use crate::aws::lock;
-use crate::identity::{ACCOUNT_ID, REGION};
-pub(crate) use api::{LambdaError, Op, Reply};
-use api::{listed, number, paginate, parse_function_ref, qualified_arn, str_field, string_map, target};
+pub(crate) use api::{LambdaError, Op, Reply, reach};
+use api::{listed, number, paginate, parse_function_ref, str_field, string_map, target};
 pub(crate) use invoke::Invocation;
 pub(crate) use model::UpdateFailure;
 use model::{Code, Function, State, UpdateStatus, Version, code_of, new_revision, now_text};
@@ -33,6 +34,8 @@ const IAM_NAME: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b
 
 /// What a handler needs besides the operation.
 pub(crate) struct Request {
+    /// Who asks: the account and region served, and whose rights read the code from S3.
+    pub(crate) caller: Caller,
     pub(crate) op: Op,
     pub(crate) query: Vec<(String, String)>,
     pub(crate) body: Value,
@@ -69,25 +72,30 @@ impl UpdateTimes {
     }
 }
 
+/// The functions of each account and region, by name.
+type Store = BTreeMap<Place, BTreeMap<String, Function>>;
+
 /// The function store and the handlers of the operations in [`Op`].
 pub(crate) struct Lambda {
-    functions: Mutex<BTreeMap<String, Function>>,
+    functions: Mutex<Store>,
     update_times: Mutex<UpdateTimes>,
     /// Draws which version of a weighted alias runs and whether an invocation fails.
     invocations: Mutex<fastrand::Rng>,
     moto: MotoClient,
+    buckets: Arc<Buckets>,
 }
 
 /// The reply of a call that may start an update, with the update's InProgress time.
 type Started = Result<((StatusCode, Value), Option<Duration>), LambdaError>;
 
 impl Lambda {
-    pub(crate) fn new(moto: MotoClient, update_times: UpdateTimes, invoke_seed: u64) -> Lambda {
+    pub(crate) fn new(moto: MotoClient, buckets: Arc<Buckets>, update_times: UpdateTimes, invoke_seed: u64) -> Lambda {
         Lambda {
             functions: Mutex::new(BTreeMap::new()),
             update_times: Mutex::new(update_times),
             invocations: Mutex::new(fastrand::Rng::with_seed(invoke_seed)),
             moto,
+            buckets,
         }
     }
 
@@ -103,47 +111,58 @@ impl Lambda {
     }
 
     /// Every CodeSha256 the function was ever set to, oldest first.
-    pub(crate) fn history(&self, name: &str) -> Option<Vec<String>> {
-        self.lock().get(name).map(|f| f.code_history.clone())
+    pub(crate) fn history(&self, place: &Place, name: &str) -> Option<Vec<String>> {
+        self.lock().get(place)?.get(name).map(|f| f.code_history.clone())
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Function>> {
+    fn lock(&self) -> MutexGuard<'_, Store> {
         lock(&self.functions)
     }
 
-    /// Runs `f` on the (refreshed) function, or answers 404.
-    fn with<R>(&self, name: &str, f: impl FnOnce(&mut Function) -> Result<R, LambdaError>) -> Result<R, LambdaError> {
+    /// Runs `f` on the (refreshed) function of `place`, or answers 404.
+    fn with<R>(
+        &self,
+        place: &Place,
+        name: &str,
+        f: impl FnOnce(&mut Function) -> Result<R, LambdaError>,
+    ) -> Result<R, LambdaError> {
         let mut functions = self.lock();
-        let function = functions.get_mut(name).ok_or_else(|| LambdaError::function_not_found(name))?;
+        let function = functions
+            .get_mut(place)
+            .and_then(|in_place| in_place.get_mut(name))
+            .ok_or_else(|| LambdaError::function_not_found(&place.function_arn(name, None)))?;
         function.refresh(Instant::now());
         f(function)
     }
 
     pub(crate) async fn handle(&self, request: Request) -> Served {
-        let Request { op, query, body, in_progress, fails, pending } = request;
+        let Request { caller, op, query, body, in_progress, fails, pending } = request;
+        let place = &caller.place;
         let no_update = |reply: Reply| reply.map(|r| (r, None));
         let started: Started = match &op {
-            Op::CreateFunction => self.create(&body, pending).await.map(|r| (r, Some(pending))),
-            Op::UpdateFunctionCode(raw) => self.update_code(raw, &body, in_progress, fails).await,
-            Op::UpdateFunctionConfiguration(raw) => self.update_configuration(raw, &body, in_progress, fails).await,
-            Op::ListFunctions => no_update(self.list_functions(&query)),
-            Op::GetAccountSettings => no_update(self.account_settings()),
-            Op::GetFunction(raw) => no_update(self.get(raw, &query, true)),
-            Op::GetFunctionConfiguration(raw) => no_update(self.get(raw, &query, false)),
-            Op::DeleteFunction(raw) => no_update(self.delete(raw, &query)),
-            Op::PublishVersion(raw) => no_update(self.publish_version(raw, &body)),
-            Op::ListVersionsByFunction(raw) => no_update(self.list_versions(raw, &query)),
-            Op::CreateAlias(raw) => no_update(self.create_alias(raw, &body)),
-            Op::ListAliases(raw) => no_update(self.list_aliases(raw, &query)),
-            Op::GetAlias(raw, alias) => no_update(self.get_alias(raw, alias)),
-            Op::UpdateAlias(raw, alias) => no_update(self.update_alias(raw, alias, &body)),
-            Op::DeleteAlias(raw, alias) => no_update(self.delete_alias(raw, alias)),
-            Op::TagResource(arn) => no_update(self.tag(arn, &body)),
-            Op::UntagResource(arn) => no_update(self.untag(arn, &query)),
-            Op::ListTags(arn) => no_update(self.list_tags(arn)),
-            Op::PutProvisionedConcurrencyConfig(raw) => no_update(self.put_provisioned(raw, &query, &body)),
-            Op::GetProvisionedConcurrencyConfig(raw) => no_update(self.get_provisioned(raw, &query)),
-            Op::DeleteProvisionedConcurrencyConfig(raw) => no_update(self.delete_provisioned(raw, &query)),
+            Op::CreateFunction => self.create(&caller, &body, pending).await.map(|r| (r, Some(pending))),
+            Op::UpdateFunctionCode(raw) => self.update_code(&caller, raw, &body, in_progress, fails).await,
+            Op::UpdateFunctionConfiguration(raw) => {
+                self.update_configuration(place, raw, &body, in_progress, fails).await
+            }
+            Op::ListFunctions => no_update(self.list_functions(place, &query)),
+            Op::GetAccountSettings => no_update(self.account_settings(place)),
+            Op::GetFunction(raw) => no_update(self.get(place, raw, &query, true)),
+            Op::GetFunctionConfiguration(raw) => no_update(self.get(place, raw, &query, false)),
+            Op::DeleteFunction(raw) => no_update(self.delete(place, raw, &query)),
+            Op::PublishVersion(raw) => no_update(self.publish_version(place, raw, &body)),
+            Op::ListVersionsByFunction(raw) => no_update(self.list_versions(place, raw, &query)),
+            Op::CreateAlias(raw) => no_update(self.create_alias(place, raw, &body)),
+            Op::ListAliases(raw) => no_update(self.list_aliases(place, raw, &query)),
+            Op::GetAlias(raw, alias) => no_update(self.get_alias(place, raw, alias)),
+            Op::UpdateAlias(raw, alias) => no_update(self.update_alias(place, raw, alias, &body)),
+            Op::DeleteAlias(raw, alias) => no_update(self.delete_alias(place, raw, alias)),
+            Op::TagResource(arn) => no_update(self.tag(place, arn, &body)),
+            Op::UntagResource(arn) => no_update(self.untag(place, arn, &query)),
+            Op::ListTags(arn) => no_update(self.list_tags(place, arn)),
+            Op::PutProvisionedConcurrencyConfig(raw) => no_update(self.put_provisioned(place, raw, &query, &body)),
+            Op::GetProvisionedConcurrencyConfig(raw) => no_update(self.get_provisioned(place, raw, &query)),
+            Op::DeleteProvisionedConcurrencyConfig(raw) => no_update(self.delete_provisioned(place, raw, &query)),
             // Served by the HTTP side, which answers with the function's payload rather than a JSON document.
             Op::Invoke(_) => Err(LambdaError::unknown_operation()),
         };
@@ -153,7 +172,8 @@ impl Lambda {
         }
     }
 
-    async fn create(&self, body: &Value, pending: Duration) -> Reply {
+    async fn create(&self, caller: &Caller, body: &Value, pending: Duration) -> Reply {
+        let place = &caller.place;
         let raw = str_field(body, "FunctionName").ok_or_else(|| LambdaError::invalid("FunctionName is required"))?;
         let (name, qualifier) = parse_function_ref(raw)?;
         if qualifier.is_some() {
@@ -161,13 +181,14 @@ impl Lambda {
         }
         let role = str_field(body, "Role").ok_or_else(|| LambdaError::invalid("Role is required"))?;
         let exists = || LambdaError::conflict(format!("Function already exist: {name}"));
-        if self.lock().contains_key(&name) {
+        let taken = |store: &Store| store.get(place).is_some_and(|in_place| in_place.contains_key(&name));
+        if taken(&self.lock()) {
             return Err(exists());
         }
-        self.check_role(role).await?;
+        self.check_role(place, role).await?;
         let code_spec = body.get("Code").ok_or_else(|| LambdaError::invalid("Code is required"))?;
         let code = self
-            .fetch_code(code_spec)
+            .fetch_code(caller, code_spec)
             .await?
             .ok_or_else(|| LambdaError::invalid("Please provide a source for function code."))?;
         let architectures = match body.get("Architectures") {
@@ -194,6 +215,7 @@ impl Lambda {
             last_update: pending.is_zero().then_some(UpdateStatus::Successful),
         };
         let mut function = Function {
+            place: place.clone(),
             name: name.clone(),
             latest,
             versions: BTreeMap::new(),
@@ -215,17 +237,19 @@ impl Lambda {
         };
         let json = function.config_json(&config, qualifier.as_deref());
         let mut functions = self.lock();
-        if functions.contains_key(&name) {
+        if taken(&functions) {
             return Err(exists());
         }
-        functions.insert(name, function);
+        functions.entry(place.clone()).or_default().insert(name, function);
         Ok((StatusCode::CREATED, json))
     }
 
-    fn list_functions(&self, query: &[(String, String)]) -> Reply {
+    fn list_functions(&self, place: &Place, query: &[(String, String)]) -> Reply {
         let mut functions = self.lock();
         let now = Instant::now();
         let items = functions
+            .entry(place.clone())
+            .or_default()
             .values_mut()
             .map(|f| {
                 f.refresh(now);
@@ -241,9 +265,10 @@ impl Lambda {
     }
 
     /// AWS's default limits, and the account's usage: what a client needs to size a ListFunctions listing.
-    fn account_settings(&self) -> Reply {
-        let functions = self.lock();
-        let code_size: u64 = functions.values().map(|f| f.latest.code_size).sum();
+    fn account_settings(&self, place: &Place) -> Reply {
+        let store = self.lock();
+        let functions = store.get(place);
+        let code_size: u64 = functions.iter().flat_map(|f| f.values()).map(|f| f.latest.code_size).sum();
         Ok((
             StatusCode::OK,
             json!({
@@ -254,14 +279,14 @@ impl Lambda {
                     "ConcurrentExecutions": 1000,
                     "UnreservedConcurrentExecutions": 1000
                 },
-                "AccountUsage": { "TotalCodeSize": code_size, "FunctionCount": functions.len() }
+                "AccountUsage": { "TotalCodeSize": code_size, "FunctionCount": functions.map_or(0, BTreeMap::len) }
             }),
         ))
     }
 
-    fn get(&self, raw: &str, query: &[(String, String)], with_code: bool) -> Reply {
+    fn get(&self, place: &Place, raw: &str, query: &[(String, String)], with_code: bool) -> Reply {
         let (name, qualifier) = target(raw, query)?;
-        self.with(&name, |f| {
+        self.with(place, &name, |f| {
             let (v, q) = f.resolve(qualifier.as_deref())?;
             let config = f.config_json(v, q.as_deref());
             if !with_code {
@@ -272,8 +297,10 @@ impl Lambda {
                 "Code": {
                     "RepositoryType": "S3",
                     "Location": format!(
-                        "https://awslambda-{REGION}-tasks.s3.{REGION}.amazonaws.com/snapshots/{ACCOUNT_ID}/{name}-{}",
-                        v.revision_id
+                        "https://awslambda-{region}-tasks.s3.{region}.amazonaws.com/snapshots/{}/{name}-{}",
+                        place.account,
+                        v.revision_id,
+                        region = place.region,
                     ),
                 },
             });
@@ -284,10 +311,13 @@ impl Lambda {
         })
     }
 
-    fn delete(&self, raw: &str, query: &[(String, String)]) -> Reply {
+    fn delete(&self, place: &Place, raw: &str, query: &[(String, String)]) -> Reply {
         let (name, qualifier) = target(raw, query)?;
-        let mut functions = self.lock();
-        let function = functions.get_mut(&name).ok_or_else(|| LambdaError::function_not_found(&name))?;
+        let mut store = self.lock();
+        let functions = store.entry(place.clone()).or_default();
+        let function = functions
+            .get_mut(&name)
+            .ok_or_else(|| LambdaError::function_not_found(&place.function_arn(&name, None)))?;
         match qualifier.as_deref() {
             None => {
                 functions.remove(&name);
@@ -310,9 +340,7 @@ impl Lambda {
                         users.join(", ")
                     )));
                 }
-                function.versions.remove(&n).ok_or_else(|| {
-                    LambdaError::not_found(&format!("Function not found: {}", qualified_arn(&name, Some(q))))
-                })?;
+                function.versions.remove(&n).ok_or_else(|| LambdaError::function_not_found(&function.arn(Some(q))))?;
                 function.provisioned.remove(q);
             }
         }
@@ -321,6 +349,7 @@ impl Lambda {
 
     async fn update_code(
         &self,
+        caller: &Caller,
         raw: &str,
         body: &Value,
         in_progress: Option<Duration>,
@@ -331,12 +360,13 @@ impl Lambda {
             f.ensure_idle()?;
             f.ensure_revision(body)
         };
-        self.with(&name, precheck)?;
+        let place = &caller.place;
+        self.with(place, &name, precheck)?;
         let code = self
-            .fetch_code(body)
+            .fetch_code(caller, body)
             .await?
             .ok_or_else(|| LambdaError::invalid("Please provide a source for function code."))?;
-        self.with(&name, |f| {
+        self.with(place, &name, |f| {
             // Re-checked: another writer may have changed the function while its code was read.
             precheck(f)?;
             if body.get("DryRun").and_then(Value::as_bool) == Some(true) {
@@ -365,6 +395,7 @@ impl Lambda {
 
     async fn update_configuration(
         &self,
+        place: &Place,
         raw: &str,
         body: &Value,
         in_progress: Option<Duration>,
@@ -375,15 +406,15 @@ impl Lambda {
             f.ensure_idle()?;
             f.ensure_revision(body)
         };
-        self.with(&name, precheck)?;
+        self.with(place, &name, precheck)?;
         if let Some(role) = str_field(body, "Role") {
-            self.check_role(role).await?;
+            self.check_role(place, role).await?;
         }
         let environment = string_map(body.get("Environment").and_then(|e| e.get("Variables")))?;
         let dead_letter = dead_letter_target(body)?;
         let timeout = number(body, "Timeout")?;
         let memory_size = number(body, "MemorySize")?;
-        self.with(&name, |f| {
+        self.with(place, &name, |f| {
             precheck(f)?;
             let previous = f.latest.clone();
             let v = &mut f.latest;
@@ -413,9 +444,9 @@ impl Lambda {
         })
     }
 
-    fn publish_version(&self, raw: &str, body: &Value) -> Reply {
+    fn publish_version(&self, place: &Place, raw: &str, body: &Value) -> Reply {
         let (name, _) = parse_function_ref(raw)?;
-        self.with(&name, |f| {
+        self.with(place, &name, |f| {
             f.ensure_idle()?;
             f.ensure_revision(body)?;
             if let Some(sha) = str_field(body, "CodeSha256")
@@ -433,9 +464,9 @@ impl Lambda {
         })
     }
 
-    fn list_versions(&self, raw: &str, query: &[(String, String)]) -> Reply {
+    fn list_versions(&self, place: &Place, raw: &str, query: &[(String, String)]) -> Reply {
         let (name, _) = parse_function_ref(raw)?;
-        self.with(&name, |f| {
+        self.with(place, &name, |f| {
             // Keys sort $LATEST first, then versions in numeric order.
             let mut items = vec![("0".to_string(), listed(f.config_json(&f.latest, Some("$LATEST"))))];
             items.extend(
@@ -458,19 +489,19 @@ impl Lambda {
         }
     }
 
-    fn tag(&self, arn: &str, body: &Value) -> Reply {
+    fn tag(&self, place: &Place, arn: &str, body: &Value) -> Reply {
         let name = Self::tag_target(arn)?;
         let tags = string_map(body.get("Tags"))?.ok_or_else(|| LambdaError::invalid("Tags is required"))?;
-        self.with(&name, |f| {
+        self.with(place, &name, |f| {
             f.ensure_idle()?;
             f.tags.extend(tags);
             Ok((StatusCode::NO_CONTENT, Value::Null))
         })
     }
 
-    fn untag(&self, arn: &str, query: &[(String, String)]) -> Reply {
+    fn untag(&self, place: &Place, arn: &str, query: &[(String, String)]) -> Reply {
         let name = Self::tag_target(arn)?;
-        self.with(&name, |f| {
+        self.with(place, &name, |f| {
             for (k, v) in query {
                 if k == "tagKeys" {
                     f.tags.remove(v);
@@ -480,19 +511,20 @@ impl Lambda {
         })
     }
 
-    fn list_tags(&self, arn: &str) -> Reply {
+    fn list_tags(&self, place: &Place, arn: &str) -> Reply {
         let name = Self::tag_target(arn)?;
-        self.with(&name, |f| Ok((StatusCode::OK, json!({ "Tags": f.tags }))))
+        self.with(place, &name, |f| Ok((StatusCode::OK, json!({ "Tags": f.tags }))))
     }
 
-    /// The role must exist in IAM (moto), as Lambda checks it can assume it.
-    async fn check_role(&self, role_arn: &str) -> Result<(), LambdaError> {
+    /// The role must exist in IAM (moto) in the function's account, as Lambda checks it can assume it.
+    async fn check_role(&self, place: &Place, role_arn: &str) -> Result<(), LambdaError> {
         let cannot_assume = || LambdaError::invalid("The role defined for the function cannot be assumed by Lambda.");
-        let prefix = format!("arn:aws:iam::{ACCOUNT_ID}:role/");
+        let prefix = format!("arn:aws:iam::{}:role/", place.account);
         let role_name = role_arn.strip_prefix(&prefix).and_then(|p| p.rsplit('/').next()).ok_or_else(cannot_assume)?;
         let form = format!("Action=GetRole&Version=2010-05-08&RoleName={}", utf8_percent_encode(role_name, IAM_NAME));
         let (status, _) = self
             .moto
+            .at(&place.account, &place.region)
             .call("iam", Method::POST, "/", Some("application/x-www-form-urlencoded"), form)
             .await
             .map_err(|e| LambdaError::service(format!("IAM GetRole failed: {e}")))?;
@@ -504,7 +536,8 @@ impl Lambda {
     }
 
     /// The code a request supplies (`ZipFile`, or `S3Bucket`/`S3Key`/`S3ObjectVersion`), or None if it names none.
-    async fn fetch_code(&self, spec: &Value) -> Result<Option<Code>, LambdaError> {
+    /// Lambda reads S3 with the caller's rights, from the function's region only.
+    async fn fetch_code(&self, caller: &Caller, spec: &Value) -> Result<Option<Code>, LambdaError> {
         if let Some(zip) = str_field(spec, "ZipFile") {
             let bytes = B64.decode(zip).map_err(|_| LambdaError::invalid("ZipFile is not valid base64"))?;
             return code_of(&bytes).map(Some);
@@ -514,12 +547,15 @@ impl Lambda {
             (Some(b), Some(k)) => (b, k),
             _ => return Err(LambdaError::invalid("Both S3Bucket and S3Key are required")),
         };
+        let version = str_field(spec, "S3ObjectVersion");
+        let owner = self.check_code_access(caller, bucket, key, version).await?;
         let mut path = format!("/{}/{}", utf8_percent_encode(bucket, S3_KEY), utf8_percent_encode(key, S3_KEY));
-        if let Some(v) = str_field(spec, "S3ObjectVersion") {
+        if let Some(v) = version {
             path.push_str(&format!("?versionId={}", utf8_percent_encode(v, NON_ALPHANUMERIC)));
         }
         let (status, bytes) = self
             .moto
+            .at(&owner, &caller.place.region)
             .call("s3", Method::GET, &path, None, bytes::Bytes::new())
             .await
             .map_err(|e| LambdaError::service(format!("S3 GetObject failed: {e}")))?;
@@ -532,6 +568,43 @@ impl Lambda {
             )));
         }
         code_of(&bytes).map(Some)
+    }
+
+    /// What Lambda checks before it reads code from S3: the bucket is in the function's region, and a bucket of
+    /// another account lets the caller get the object (its version, if named). Returns the account to read it as;
+    /// a bucket no account has is left to S3's NoSuchBucket.
+    async fn check_code_access(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<String, LambdaError> {
+        let s3_unreachable = |e: std::io::Error| LambdaError::service(format!("S3 GetObject failed: {e}"));
+        let Some(found) = self.buckets.find(bucket).await.map_err(s3_unreachable)? else {
+            return Ok(caller.place.account.clone());
+        };
+        if found.region != caller.place.region {
+            // As users met it: GetObject (hashicorp/terraform#16821, aws/serverless-application-model#1993);
+            // GetObjectVersion (hashicorp/terraform-provider-aws#43568).
+            return Err(LambdaError::invalid(match version {
+                None => format!(
+                    "Error occurred while GetObject. S3 Error Code: PermanentRedirect. S3 Error Message: The bucket \
+                     is in this region: {}. Please use this region to retry the request",
+                    found.region
+                ),
+                Some(_) => "Error occurred while GetObjectVersion. S3 Error Code: PermanentRedirect. S3 Error \
+                            Message: The bucket you are attempting to access must be addressed using the specified \
+                            endpoint. Please send all future requests to this endpoint."
+                    .to_string(),
+            }));
+        }
+        let action = if version.is_some() { "s3:GetObjectVersion" } else { "s3:GetObject" };
+        let resource = format!("arn:aws:s3:::{bucket}/{key}");
+        if !self.buckets.allows(caller, bucket, &found, action, &resource).await.map_err(s3_unreachable)? {
+            return Err(LambdaError::code_access_denied(bucket, key));
+        }
+        Ok(found.owner)
     }
 }
 

@@ -6,15 +6,16 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
-use super::lambda::{self, Invocation, LambdaError, Op, Reply};
+use super::accounts::Caller;
+use super::lambda::{self, Invocation, LambdaError, Op, Reply, reach};
 use super::moto_client::{Body, full};
-use super::read_body;
 use super::route::param;
-use super::{Call, CompetingChange, FaultAction, Reset, Shared, drop_connection, fire_faults, json_response, lock};
+use super::{Call, CompetingChange, FaultAction, Protocol, Reset, Shared, admit, json_response, lock, read_body};
+use super::{Fired, drop_connection};
 
 /// The access key id the call log gives a competing writer's writes.
 const COMPETITOR: &str = "competitor";
@@ -63,10 +64,32 @@ fn key_params(query: &[(String, String)], body: &Value) -> BTreeMap<String, Stri
     params
 }
 
-/// In order: competing writes, a fault that answers instead of the service, the quota, the service, a fault that
-/// answers after the service performed the call.
+/// The faults that fire for a call about a function the caller can reach, or the answer instead (refused
+/// credentials, a function of another account or region).
+async fn admit_lambda(
+    shared: &Shared,
+    caller: &Caller,
+    call: &mut Call,
+    op: &Op,
+    body: &Value,
+    method: &http::Method,
+) -> Result<Result<Fired, Response<Body>>, Reset> {
+    let fired = match admit(shared, caller, call, Protocol::RestJson, method).await? {
+        Ok(fired) => fired,
+        Err(answer) => return Ok(Err(answer)),
+    };
+    match op.function_ref(body).map(|raw| reach(raw, caller, op.action())) {
+        Some(Err(e)) => Ok(Err(lambda_error(&e))),
+        _ => Ok(Ok(fired)),
+    }
+}
+
+/// In order: refused credentials or an unreachable function, competing writes, a fault that answers instead of the
+/// service, the quota (the account's in that region), the service, a fault that answers after the service
+/// performed the call.
 pub(super) async fn lambda_request(
     shared: &Shared,
+    caller: &Caller,
     req: Request<Incoming>,
     query: Vec<(String, String)>,
     call: &mut Call,
@@ -77,9 +100,8 @@ pub(super) async fn lambda_request(
     };
     call.operation = op.name().to_string();
     let (parts, bytes) = read_body(req).await?;
-    if let Op::Invoke(raw) = &op {
-        call.function = op.function(&Value::Null);
-        return invoke(shared, raw, &query, &parts.headers, bytes, call).await;
+    if let Op::Invoke(_) = &op {
+        return invoke(shared, caller, &op, &query, &parts, bytes, call).await;
     }
     let body: Value = if bytes.is_empty() {
         json!({})
@@ -91,10 +113,13 @@ pub(super) async fn lambda_request(
     };
     call.function = op.function(&body);
     call.params = key_params(&query, &body);
-    let fired = fire_faults(shared, call).await;
+    let fired = match admit_lambda(shared, caller, call, &op, &body, &parts.method).await? {
+        Ok(fired) => fired,
+        Err(answer) => return Ok(answer),
+    };
     if let Some(name) = &call.function {
         for change in &fired.competing {
-            compete(shared, *change, name, &body).await;
+            compete(shared, caller, call, *change, name, &body).await;
         }
     }
     if let Some(action) = &fired.instead {
@@ -102,12 +127,17 @@ pub(super) async fn lambda_request(
         return Ok(lambda_error(&fault_error(action, call)));
     }
     let config = lock(&shared.config).clone();
+    let quota = || {
+        let mut quotas = lock(&shared.quotas);
+        quotas.entry(caller.place.clone()).or_insert_with(|| config.quotas()).take(op.name())
+    };
     let served = if config.quotas
-        && let Err(wait) = lock(&shared.quotas).take(op.name())
+        && let Err(wait) = quota()
     {
         lambda::Served { reply: Err(LambdaError::throttled(wait)), update: None }
     } else {
         let request = lambda::Request {
+            caller: caller.clone(),
             op,
             query,
             body,
@@ -131,9 +161,16 @@ pub(super) async fn lambda_request(
     }
 }
 
-/// A competing writer's write to `name`, logged as its own call just before the call it precedes. It is not
-/// counted against the quotas, and no fault fires on it.
-async fn compete(shared: &Shared, change: CompetingChange, name: &str, request_body: &Value) {
+/// A competing writer's write to `name` (in the same account and region as `preceded`), logged as its own call just
+/// before the call it precedes. It is not counted against the quotas, and no fault fires on it.
+async fn compete(
+    shared: &Shared,
+    caller: &Caller,
+    preceded: &Call,
+    change: CompetingChange,
+    name: &str,
+    request_body: &Value,
+) {
     let started = Instant::now();
     let (op, body) = match change {
         CompetingChange::Configuration => {
@@ -154,12 +191,21 @@ async fn compete(shared: &Shared, change: CompetingChange, name: &str, request_b
         function: Some(name.to_string()),
         params: key_params(&[], &body),
         access_key_id: Some(COMPETITOR.into()),
+        account: preceded.account.clone(),
+        region: preceded.region.clone(),
         at_ms: shared.started.elapsed().as_millis() as u64,
         fault: Some(format!("competing_write: {}", change.name())),
         ..Call::default()
     };
-    let request =
-        lambda::Request { op, query: Vec::new(), body, in_progress: None, fails: None, pending: Duration::ZERO };
+    let request = lambda::Request {
+        caller: caller.clone(),
+        op,
+        query: Vec::new(),
+        body,
+        in_progress: None,
+        fails: None,
+        pending: Duration::ZERO,
+    };
     let served = shared.lambda.handle(request).await;
     call.status = match &served.reply {
         Ok((status, _)) => status.as_u16(),
@@ -175,27 +221,38 @@ async fn compete(shared: &Shared, change: CompetingChange, name: &str, request_b
 /// concurrency limits, which the testbed does not model). Faults apply as to the other operations.
 async fn invoke(
     shared: &Shared,
-    raw: &str,
+    caller: &Caller,
+    op: &Op,
     query: &[(String, String)],
-    headers: &HeaderMap,
+    parts: &http::request::Parts,
     payload: Bytes,
     call: &mut Call,
 ) -> Result<Response<Body>, Reset> {
-    let invocation_type =
-        headers.get("x-amz-invocation-type").and_then(|v| v.to_str().ok()).unwrap_or("RequestResponse").to_string();
+    let raw = op.function_ref(&Value::Null).unwrap_or_default();
+    call.function = op.function(&Value::Null);
+    let invocation_type = parts
+        .headers
+        .get("x-amz-invocation-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("RequestResponse")
+        .to_string();
     call.params = key_params(query, &Value::Null);
     call.params.insert("InvocationType".into(), invocation_type.clone());
-    let fired = fire_faults(shared, call).await;
+    let fired = match admit_lambda(shared, caller, call, op, &Value::Null, &parts.method).await? {
+        Ok(fired) => fired,
+        Err(answer) => return Ok(answer),
+    };
     if let Some(action) = &fired.instead {
         drop_connection(action).await?;
         return Ok(lambda_error(&fault_error(action, call)));
     }
     let qualifier = param(query, "Qualifier");
+    let place = &caller.place;
     let answer = match invocation_type.as_str() {
-        "DryRun" => shared.lambda.invocable(raw, qualifier).map(|()| (StatusCode::NO_CONTENT, None)),
+        "DryRun" => shared.lambda.invocable(place, raw, qualifier).map(|()| (StatusCode::NO_CONTENT, None)),
         "RequestResponse" | "Event" => match parse_payload(&payload) {
-            Ok(()) => shared.lambda.invoke(raw, qualifier).map(|invocation| {
-                shared.metrics.record(&invocation, jiff::Timestamp::now());
+            Ok(()) => shared.lambda.invoke(place, raw, qualifier).map(|invocation| {
+                shared.metrics.record(place, &invocation, jiff::Timestamp::now());
                 if invocation_type == "Event" {
                     (StatusCode::ACCEPTED, None)
                 } else {

@@ -1,35 +1,43 @@
 //! The AWS fidelity and fault layer: one plain-HTTP endpoint on 127.0.0.1 (what `AWS_ENDPOINT_URL` points at).
 //!
-//! Requests are routed by their SigV4 credential scope's service and forwarded to moto (bodies streamed), except:
-//! Lambda's control plane is served here ([`lambda`]) with AWS's contract (RevisionId, InProgress, S3 code,
-//! pagination, quotas, versions and weighted aliases, provisioned concurrency), and so are invocations, which
-//! report Lambda's CloudWatch metrics into moto ([`metrics`]); CloudWatch's CBOR protocol is translated for moto
-//! ([`cloudwatch`]); STS GetCallerIdentity answers with the testbed identity of the access key; EKS DescribeCluster
-//! for the testbed cluster answers with the Kubernetes testbed's endpoint and CA. Every request is logged, and
-//! faults, simulated traffic and flapping alarms can be scripted — over HTTP under `/_testbed/` ([`control`]) or
-//! with this module's Rust API. [`deliver_queue`] plays an SQS event source mapping.
+//! Requests are routed by their SigV4 credential scope's service and forwarded to moto (bodies streamed), in the
+//! account their access key belongs to ([`accounts`]; moto keeps one state per account), except: a region the
+//! testbed does not serve has no endpoint, and an expired session is refused as each protocol refuses it; Lambda's
+//! control plane is served here ([`lambda`]) per account and region with AWS's contract (RevisionId, InProgress, S3
+//! code, pagination, quotas, versions and weighted aliases, provisioned concurrency, cross-account denials), and so
+//! are invocations, which report Lambda's CloudWatch metrics into moto ([`metrics`]); S3 requests to another
+//! region's or another account's bucket are refused as S3 refuses them ([`s3`]); CloudWatch's CBOR protocol is
+//! translated for moto ([`cloudwatch`]); STS GetCallerIdentity and AssumeRole are served here ([`sts`]); EKS
+//! DescribeCluster for the testbed cluster answers with the Kubernetes testbed's endpoint and CA. Every request is
+//! logged, and faults, simulated traffic and flapping alarms can be scripted — over HTTP under `/_testbed/`
+//! ([`control`]) or with this module's Rust API. [`deliver_queue`] plays an SQS event source mapping.
 
+mod accounts;
 mod alarms;
 mod calls;
 mod cbor;
 mod cloudwatch;
 mod control;
+mod eks;
 mod faults;
 mod lambda;
 mod lambda_http;
 mod metrics;
 mod moto_client;
+mod policy;
 mod queue;
 mod quota;
 mod route;
+mod s3;
+mod sts;
 mod traffic;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -41,6 +49,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+pub use accounts::Session;
 pub use alarms::{Flap, InvalidFlap};
 pub use calls::{Call, CallLog};
 pub use faults::{CompetingChange, Fault, FaultAction, LastUpdateStatusReasonCode, Trigger};
@@ -48,10 +57,11 @@ pub use moto_client::MotoClient;
 pub use queue::{DeliveryStats, InvalidQueue, QueueDelivery, deliver_queue};
 pub use traffic::{InvalidTraffic, TrafficSummary, VersionCounts};
 
-use crate::identity::{ACCOUNT_ID, AwsIdentity};
+use crate::identity::AwsIdentity;
+use accounts::{Accounts, Caller, Place, Refusal};
 use lambda::{Lambda, UpdateFailure, UpdateTimes};
 use moto_client::{Body, full};
-use route::{credential_scope, eks_operation, form_pairs, param, s3_operation};
+use route::{credential_scope, form_pairs, param, s3_operation};
 
 /// Settings that may change while the layer runs (`POST /_testbed/config` takes any subset of the fields).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,7 +147,7 @@ pub struct AwsLayerOptions {
     /// `http://127.0.0.1:PORT` of a running moto_server.
     pub moto_url: String,
     pub config: LayerConfig,
-    /// Who GetCallerIdentity says an access key belongs to.
+    /// Who an access key belongs to, and so the account it acts in (sessions AssumeRole issues are added).
     pub identities: Vec<AwsIdentity>,
     pub eks_cluster: Option<EksCluster>,
 }
@@ -156,14 +166,16 @@ struct Shared {
     url: String,
     moto: MotoClient,
     lambda: Lambda,
+    accounts: Accounts,
+    buckets: Arc<s3::Buckets>,
     config: Mutex<LayerConfig>,
-    quotas: Mutex<quota::Quotas>,
+    /// Per account and region, made full as each is first used.
+    quotas: Mutex<HashMap<Place, quota::Quotas>>,
     faults: Mutex<faults::FaultSet>,
     calls: Mutex<calls::Recorder>,
     metrics: metrics::Metrics,
     traffic: traffic::Traffic,
     flaps: alarms::Flaps,
-    identities: Vec<AwsIdentity>,
     eks: Option<EksCluster>,
     started: Instant,
     /// The runtime the layer was started on: its background tasks run there, whoever asks for them.
@@ -183,18 +195,21 @@ impl AwsLayer {
         let listener = TcpListener::bind(opts.listen).await?;
         let url = format!("http://{}", listener.local_addr()?);
         let moto = MotoClient::new(&opts.moto_url);
+        let accounts = Accounts::new(opts.identities);
+        let buckets = Arc::new(s3::Buckets::new(moto.clone(), accounts.all()));
         let shared = Arc::new(Shared {
             url,
-            lambda: Lambda::new(moto.clone(), opts.config.update_times(), opts.config.invoke_seed),
+            lambda: Lambda::new(moto.clone(), buckets.clone(), opts.config.update_times(), opts.config.invoke_seed),
             moto,
-            quotas: Mutex::new(opts.config.quotas()),
+            accounts,
+            buckets,
+            quotas: Mutex::default(),
             config: Mutex::new(opts.config),
             faults: Mutex::default(),
             calls: Mutex::default(),
             metrics: metrics::Metrics::default(),
             traffic: traffic::Traffic::default(),
             flaps: alarms::Flaps::default(),
-            identities: opts.identities,
             eks: opts.eks_cluster,
             started: Instant::now(),
             runtime: tokio::runtime::Handle::current(),
@@ -260,18 +275,39 @@ impl AwsLayer {
         lock(&self.shared.config).clone()
     }
 
-    /// Replaces the settings; the quota buckets restart full at the new rates, the update-time and invocation
-    /// generators from their seeds.
+    /// Replaces the settings; every account's and region's quota buckets restart full at the new rates, the
+    /// update-time and invocation generators from their seeds.
     pub fn set_config(&self, config: LayerConfig) {
-        *lock(&self.shared.quotas) = config.quotas();
+        lock(&self.shared.quotas).clear();
         self.shared.lambda.set_generators(config.update_times(), config.invoke_seed);
         *lock(&self.shared.config) = config;
     }
 
-    /// Every CodeSha256 the function was ever set to, oldest first (None: no such function); a failed update's
-    /// code is followed by the previous code it restored.
+    /// Every CodeSha256 the function (of the deployer's account, main region) was ever set to, oldest first (None:
+    /// no such function); a failed update's code is followed by the previous code it restored.
     pub fn history(&self, function: &str) -> Option<Vec<String>> {
-        self.shared.lambda.history(function)
+        self.shared.lambda.history(&Place::default(), function)
+    }
+
+    /// [`AwsLayer::history`] of a function in `account` and `region`.
+    pub fn history_in(&self, account: &str, region: &str, function: &str) -> Option<Vec<String>> {
+        self.shared.lambda.history(&Place::new(account, region), function)
+    }
+
+    /// The sessions STS AssumeRole issued, by access key; `expired` as of now.
+    pub fn sessions(&self) -> Vec<Session> {
+        self.shared.accounts.sessions(jiff::Timestamp::now())
+    }
+
+    /// Expires now every session acting in `account` (None: every session); requests with their credentials then
+    /// get `ExpiredToken`. Returns how many were still valid.
+    pub fn expire_sessions(&self, account: Option<&str>) -> usize {
+        self.shared.accounts.expire(|s| account.is_none_or(|a| s.account == a), jiff::Timestamp::now())
+    }
+
+    /// Expires now the session of one access key; false if it is no valid session's.
+    pub fn expire_session(&self, access_key_id: &str) -> bool {
+        self.shared.accounts.expire(|s| s.access_key_id == access_key_id, jiff::Timestamp::now()) == 1
     }
 
     /// Runs simulated invocations of `function`'s alias, version or `$LATEST` (`qualifier`) at `per_second`, split
@@ -332,10 +368,19 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let first_seen = Call { at_ms: shared.started.elapsed().as_millis() as u64, ..Call::default() };
     let mut abandoned = LoggedIfAbandoned { shared: shared.clone(), started, call: Some(first_seen) };
     let call = abandoned.call.as_mut().expect("set above");
-    match credential_scope(req.headers(), &query) {
+    let scope = credential_scope(req.headers(), &query);
+    let token = req
+        .headers()
+        .get("x-amz-security-token")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| param(&query, "X-Amz-Security-Token"));
+    let caller = shared.accounts.caller(scope.as_ref(), token, jiff::Timestamp::now());
+    match scope {
         Some(scope) => {
             call.service = scope.service;
             call.access_key_id = Some(scope.access_key_id);
+            call.account = Some(caller.place.account.clone());
+            call.region = Some(caller.place.region.clone());
         }
         None => call.service = "unsigned".into(),
     }
@@ -345,12 +390,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
     let outcome = match call.service.as_str() {
-        "lambda" => lambda_http::lambda_request(&shared, req, query, call).await,
-        "eks" => eks_request(&shared, req, call).await,
-        "monitoring" if req.uri().path().starts_with("/service/") => cloudwatch::cbor_request(&shared, req, call).await,
-        "s3" | "unsigned" => other_request(&shared, req, &query, call).await,
-        _ if is_form || param(&query, "Action").is_some() => query_request(&shared, req, query, call).await,
-        _ => other_request(&shared, req, &query, call).await,
+        "lambda" => lambda_http::lambda_request(&shared, &caller, req, query, call).await,
+        "eks" => eks::eks_request(&shared, &caller, req, call).await,
+        "monitoring" if req.uri().path().starts_with("/service/") => {
+            cloudwatch::cbor_request(&shared, &caller, req, call).await
+        }
+        "s3" | "unsigned" => other_request(&shared, &caller, req, &query, call).await,
+        _ if is_form || param(&query, "Action").is_some() => query_request(&shared, &caller, req, query, call).await,
+        _ => other_request(&shared, &caller, req, &query, call).await,
     };
     let mut call = abandoned.call.take().expect("taken once");
     call.duration_ms = started.elapsed().as_millis() as u64;
@@ -445,6 +492,63 @@ async fn fire_faults(shared: &Shared, call: &mut Call) -> Fired {
     fired
 }
 
+/// How a service shapes its errors.
+#[derive(Clone, Copy)]
+enum Protocol {
+    /// Lambda, EKS: `x-amzn-ErrorType` and a JSON body.
+    RestJson,
+    /// S3.
+    RestXml,
+    /// STS, IAM, and any request with an `Action` parameter.
+    Query,
+    /// awsJson (`X-Amz-Target`): SQS and others.
+    Json,
+    /// Smithy RPC v2 CBOR: CloudWatch.
+    Cbor,
+}
+
+/// Lets a request on to its service: a region without endpoint drops the connection, refused credentials are
+/// answered (`Err`) as the service's protocol answers them; otherwise the call's faults fire.
+async fn admit(
+    shared: &Shared,
+    caller: &Caller,
+    call: &mut Call,
+    protocol: Protocol,
+    method: &Method,
+) -> Result<Result<Fired, Response<Body>>, Reset> {
+    match caller.refusal {
+        Some(Refusal::NoEndpoint) => Err(Reset),
+        Some(refusal) => Ok(Err(refusal_response(protocol, method, refusal))),
+        None => Ok(Ok(fire_faults(shared, call).await)),
+    }
+}
+
+/// Expired session credentials, or a token that is not the session's, as each protocol reports them: Lambda
+/// (REST-JSON) 403 `ExpiredTokenException`, the query services 403 `ExpiredToken`, S3 400 `ExpiredToken`.
+fn refusal_response(protocol: Protocol, method: &Method, refusal: Refusal) -> Response<Body> {
+    let expired = refusal == Refusal::ExpiredToken;
+    let message = if expired {
+        "The security token included in the request is expired"
+    } else {
+        "The security token included in the request is invalid."
+    };
+    let kind = if expired { "ExpiredTokenException" } else { "UnrecognizedClientException" };
+    match protocol {
+        Protocol::RestXml => s3::refusal_error(method, refusal),
+        Protocol::Query => {
+            let code = if expired { "ExpiredToken" } else { "InvalidClientTokenId" };
+            sts::query_error(StatusCode::FORBIDDEN, code, message)
+        }
+        Protocol::Cbor => cloudwatch::cbor_error(StatusCode::FORBIDDEN, kind, message),
+        Protocol::RestJson | Protocol::Json => {
+            let body = json!({ "__type": kind, "message": message, "Type": "User" });
+            let mut response = json_response(StatusCode::FORBIDDEN, &body);
+            response.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(kind));
+            response
+        }
+    }
+}
+
 /// `connection_reset` drops the connection at once; `timeout` holds it first, unanswered (the client usually gives
 /// up sooner). Other actions are answered by the caller, in its service's error shape.
 async fn drop_connection(action: &FaultAction) -> Result<(), Reset> {
@@ -476,9 +580,10 @@ async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Byte
     Ok((parts, bytes))
 }
 
-/// Forwards to moto; moto being unreachable is a 502.
-async fn forward(shared: &Shared, parts: http::request::Parts, body: Body) -> Response<Body> {
-    match shared.moto.forward(parts, body).await {
+/// Forwards to moto, in the caller's account; moto being unreachable is a 502.
+async fn forward(shared: &Shared, caller: &Caller, parts: http::request::Parts, body: Body) -> Response<Body> {
+    let moto = shared.moto.at(&caller.place.account, &caller.place.region);
+    match moto.forward(parts, body).await {
         Ok(response) => response.map(BodyExt::boxed),
         Err(e) => {
             tracing::warn!(error = %e, "moto unreachable");
@@ -492,6 +597,7 @@ async fn forward(shared: &Shared, parts: http::request::Parts, body: Body) -> Re
 /// AWS query protocol (IAM, STS, ...): the operation is the `Action` parameter of the form body or URL.
 async fn query_request(
     shared: &Shared,
+    caller: &Caller,
     req: Request<Incoming>,
     query: Vec<(String, String)>,
     call: &mut Call,
@@ -503,144 +609,56 @@ async fn query_request(
     if let Some(role) = param(&form, "RoleName") {
         call.params.insert("RoleName".into(), role.to_string());
     }
-    if let Some(action) = fire_faults(shared, call).await.instead {
+    let fired = match admit(shared, caller, call, Protocol::Query, &parts.method).await? {
+        Ok(fired) => fired,
+        Err(answer) => return Ok(answer),
+    };
+    if let Some(action) = fired.instead {
         drop_connection(&action).await?;
     }
-    if call.service == "sts" && action == "GetCallerIdentity" {
-        return Ok(caller_identity(shared, call.access_key_id.as_deref()));
+    match (call.service.as_str(), action) {
+        ("sts", "GetCallerIdentity") => Ok(sts::caller_identity(caller)),
+        ("sts", "AssumeRole") => Ok(sts::assume_role(shared, caller, &form, call).await),
+        _ => Ok(forward(shared, caller, parts, full(bytes)).await),
     }
-    Ok(forward(shared, parts, full(bytes)).await)
-}
-
-fn xml_response(status: StatusCode, xml: String) -> Response<Body> {
-    let mut response = Response::new(full(xml));
-    *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
-    response
-}
-
-/// GetCallerIdentity from the testbed identities (moto would answer "user/moto" whatever the key).
-fn caller_identity(shared: &Shared, access_key_id: Option<&str>) -> Response<Body> {
-    let request_id = uuid::Uuid::new_v4();
-    let Some(identity) = shared.identities.iter().find(|i| Some(i.access_key_id.as_str()) == access_key_id) else {
-        return xml_response(
-            StatusCode::FORBIDDEN,
-            format!(
-                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
-                 <Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.\
-                 </Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
-            ),
-        );
-    };
-    // Role sessions have a `ROLEID:session` user id; users their own id. Both derive from the key's unique part.
-    let unique = identity.access_key_id.get(4..).unwrap_or(&identity.access_key_id);
-    let user_id = match identity.caller_arn.rsplit_once('/') {
-        Some((_, session)) if identity.caller_arn.contains(":assumed-role/") => {
-            format!("AROA{unique}:{session}")
-        }
-        _ => format!("AIDA{unique}"),
-    };
-    xml_response(
-        StatusCode::OK,
-        format!(
-            "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult>\
-             <Arn>{}</Arn><UserId>{user_id}</UserId><Account>{ACCOUNT_ID}</Account></GetCallerIdentityResult>\
-             <ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
-            identity.caller_arn
-        ),
-    )
-}
-
-async fn eks_request(shared: &Shared, req: Request<Incoming>, call: &mut Call) -> Result<Response<Body>, Reset> {
-    let (operation, cluster) = eks_operation(req.method(), req.uri().path());
-    call.operation = operation;
-    if let Some(name) = &cluster {
-        call.params.insert("Name".into(), name.clone());
-    }
-    if let Some(action) = fire_faults(shared, call).await.instead {
-        drop_connection(&action).await?;
-    }
-    let testbed = shared.eks.as_ref().filter(|eks| cluster.as_ref() == Some(&eks.name));
-    let (parts, body) = req.into_parts();
-    let response = forward(shared, parts, body.boxed()).await;
-    match testbed {
-        Some(eks) if call.operation == "DescribeCluster" && response.status() == StatusCode::OK => {
-            Ok(describe_testbed_cluster(eks, response).await)
-        }
-        _ => Ok(response),
-    }
-}
-
-/// moto's record of the testbed cluster with the real endpoint and CA (moto's are random, and its CA is no PEM).
-async fn describe_testbed_cluster(eks: &EksCluster, response: Response<Body>) -> Response<Body> {
-    let (mut parts, body) = response.into_parts();
-    let Ok(collected) = body.collect().await else {
-        return Response::from_parts(parts, full(Bytes::new()));
-    };
-    let bytes = collected.to_bytes();
-    let Ok(mut doc) = serde_json::from_slice::<Value>(&bytes) else {
-        return Response::from_parts(parts, full(bytes));
-    };
-    if let Some(cluster) = doc.get_mut("cluster").and_then(Value::as_object_mut) {
-        cluster.insert("endpoint".into(), json!(eks.endpoint));
-        cluster.insert("status".into(), json!("ACTIVE"));
-        let ca = base64::engine::general_purpose::STANDARD.encode(&eks.ca_pem);
-        cluster.insert("certificateAuthority".into(), json!({ "data": ca }));
-    }
-    let out = doc.to_string();
-    parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(out.len()));
-    Response::from_parts(parts, full(out))
 }
 
 /// S3 (path-style), JSON-protocol services (`X-Amz-Target`) and anything else: named, then streamed to moto.
 async fn other_request(
     shared: &Shared,
+    caller: &Caller,
     req: Request<Incoming>,
     query: &[(String, String)],
     call: &mut Call,
 ) -> Result<Response<Body>, Reset> {
     let target = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_string);
-    if let Some(target) = target {
+    let protocol = if let Some(target) = target {
         call.operation = target.rsplit('.').next().unwrap_or(&target).to_string();
+        Protocol::Json
     } else if call.service == "s3" || call.service == "unsigned" {
         let (operation, params) = s3_operation(req.method(), req.uri().path(), query, req.headers());
         call.operation = operation;
         call.params = params;
+        Protocol::RestXml
     } else {
         call.operation = format!("{} {}", req.method(), req.uri().path());
-    }
-    if let Some(action) = fire_faults(shared, call).await.instead {
+        Protocol::RestJson
+    };
+    let fired = match admit(shared, caller, call, protocol, req.method()).await? {
+        Ok(fired) => fired,
+        Err(answer) => return Ok(answer),
+    };
+    if let Some(action) = fired.instead {
         drop_connection(&action).await?;
         // What remains are S3's own errors: no other service takes these faults.
-        return Ok(s3_error(req.method(), &action));
+        return Ok(s3::fault_error(req.method(), &action));
+    }
+    // Anonymous requests are not held to accounts (moto serves them in the deployer's).
+    if call.service == "s3"
+        && let Some(answer) = s3::refuse(&shared.buckets, caller, req.method(), &call.operation, &call.params).await
+    {
+        return Ok(answer);
     }
     let (parts, body) = req.into_parts();
-    Ok(forward(shared, parts, body.boxed()).await)
-}
-
-/// An S3 error in S3's XML shape; a HEAD response carries no body, as S3's do.
-fn s3_error(method: &Method, action: &FaultAction) -> Response<Body> {
-    let (status, code, message) = match action {
-        FaultAction::SlowDown => (StatusCode::SERVICE_UNAVAILABLE, "SlowDown", "Please reduce your request rate."),
-        _ => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "We encountered an internal error. Please try again.")
-        }
-    };
-    let request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_uppercase();
-    let xml = if method == Method::HEAD {
-        String::new()
-    } else {
-        format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message>\
-             <RequestId>{request_id}</RequestId></Error>"
-        )
-    };
-    let mut response = Response::new(full(xml));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
-    if let Ok(id) = HeaderValue::from_str(&request_id) {
-        headers.insert("x-amz-request-id", id);
-    }
-    response
+    Ok(forward(shared, caller, parts, body.boxed()).await)
 }

@@ -29,28 +29,43 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// A client for one moto_server. moto does not verify signatures, only reads the credential scope to pick
-/// the service, so the layer's own calls carry a scope and a dummy signature.
+/// moto takes the account a request acts in from this header before it looks at the access key.
+const ACCOUNT_HEADER: &str = "x-moto-account-id";
+
+/// A client for one moto_server, acting in one account and region. moto does not verify signatures, only reads the
+/// credential scope to pick the service and region, so the layer's own calls carry a scope and a dummy signature.
 #[derive(Clone)]
 pub struct MotoClient {
     base: String,
     client: Client<HttpConnector, Body>,
+    account: String,
+    region: String,
 }
 
 impl MotoClient {
-    /// `base`: `http://127.0.0.1:PORT`.
+    /// `base`: `http://127.0.0.1:PORT`. Acts in the deployer's account in the main region.
     pub fn new(base: &str) -> MotoClient {
         MotoClient {
             base: base.trim_end_matches('/').to_string(),
             client: Client::builder(TokioExecutor::new()).build_http(),
+            account: crate::identity::ACCOUNT_ID.into(),
+            region: crate::identity::REGION.into(),
         }
     }
 
-    /// Sends a client's request on to moto unchanged except for its target and hop-by-hop headers.
+    /// The same moto, acting in `account` and (for the calls of [`MotoClient::call`]) `region`.
+    pub fn at(&self, account: &str, region: &str) -> MotoClient {
+        MotoClient { account: account.into(), region: region.into(), ..self.clone() }
+    }
+
+    /// Sends a client's request on to moto, in this client's account, unchanged except for its target and
+    /// hop-by-hop headers.
     pub(crate) async fn forward(&self, mut parts: http::request::Parts, body: Body) -> io::Result<Response<Incoming>> {
         let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         parts.uri = self.uri(path)?;
         strip_hop_by_hop(&mut parts.headers);
+        // The account is the layer's to say, never the client's.
+        parts.headers.insert(ACCOUNT_HEADER, http::HeaderValue::from_str(&self.account).map_err(io::Error::other)?);
         // The client's `Expect: 100-continue` was answered by our server already.
         parts.headers.remove(http::header::EXPECT);
         let mut response = self.client.request(Request::from_parts(parts, body)).await.map_err(io::Error::other)?;
@@ -96,10 +111,13 @@ impl MotoClient {
         let auth = format!(
             "AWS4-HMAC-SHA256 Credential={access_key_id}/{date}/{}/{service}/aws4_request, \
              SignedHeaders=host, Signature=0000",
-            crate::identity::REGION
+            self.region
         );
-        let mut request =
-            Request::builder().method(method).uri(self.uri(path_and_query)?).header("authorization", auth);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(self.uri(path_and_query)?)
+            .header("authorization", auth)
+            .header(ACCOUNT_HEADER, self.account.as_str());
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

@@ -31,8 +31,8 @@ impl TokenBucket {
     }
 }
 
-/// AWS's per-account quotas: GetFunction has its own rate; every other control-plane call shares one.
-/// Every testbed identity lives in the one account, so one pair of buckets is the per-account state.
+/// AWS's quotas of one account in one region: GetFunction has its own rate; every other control-plane call shares
+/// one.
 pub(crate) struct Quotas {
     get_function: TokenBucket,
     control_plane: TokenBucket,

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use http::{HeaderMap, Method};
 use percent_encoding::percent_decode_str;
 
-/// The SigV4 credential scope's access key id and service.
+/// The SigV4 credential scope's access key id, region and service.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Scope {
     pub(crate) access_key_id: String,
+    pub(crate) region: String,
     pub(crate) service: String,
 }
 
@@ -23,8 +24,8 @@ pub(crate) fn credential_scope(headers: &HeaderMap, query: &[(String, String)]) 
     let credential = from_header.or_else(|| param(query, "X-Amz-Credential").map(str::to_string))?;
     let parts: Vec<&str> = credential.split('/').collect();
     match parts.as_slice() {
-        [akid, _date, _region, service, "aws4_request"] => {
-            Some(Scope { access_key_id: akid.to_string(), service: service.to_string() })
+        [akid, _date, region, service, "aws4_request"] => {
+            Some(Scope { access_key_id: akid.to_string(), region: region.to_string(), service: service.to_string() })
         }
         _ => None,
     }
@@ -96,13 +97,16 @@ pub(crate) fn s3_operation(
         ("GET", false, false) if has(query, "versioning") => "GetBucketVersioning",
         ("GET", false, false) if has(query, "versions") => "ListObjectVersions",
         ("GET", false, false) if has(query, "location") => "GetBucketLocation",
+        ("GET", false, false) if has(query, "policy") => "GetBucketPolicy",
         ("GET", false, false) if param(query, "list-type") == Some("2") => "ListObjectsV2",
         ("GET", false, false) => "ListObjects",
         ("HEAD", false, false) => "HeadBucket",
         ("PUT", false, false) if has(query, "versioning") => "PutBucketVersioning",
         ("PUT", false, false) if has(query, "notification") => "PutBucketNotificationConfiguration",
+        ("PUT", false, false) if has(query, "policy") => "PutBucketPolicy",
         ("PUT", false, false) => "CreateBucket",
         ("POST", false, false) if has(query, "delete") => "DeleteObjects",
+        ("DELETE", false, false) if has(query, "policy") => "DeleteBucketPolicy",
         ("DELETE", false, false) => "DeleteBucket",
         _ => return (format!("{method} {path}"), params),
     };
@@ -139,7 +143,7 @@ mod tests {
                 .unwrap(),
         );
         let scope = credential_scope(&headers, &[]).unwrap();
-        assert_eq!(scope, Scope { access_key_id: "AKID".into(), service: "lambda".into() });
+        assert_eq!(scope, Scope { access_key_id: "AKID".into(), region: "us-east-1".into(), service: "lambda".into() });
         let query =
             form_pairs("Action=GetCallerIdentity&X-Amz-Credential=AKID%2F20260101%2Fus-east-1%2Fsts%2Faws4_request");
         assert_eq!(credential_scope(&HeaderMap::new(), &query).unwrap().service, "sts");

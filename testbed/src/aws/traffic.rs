@@ -1,6 +1,7 @@
 //! Simulated traffic: invocations of an alias, version or `$LATEST` at a steady rate, split by the alias's weights
 //! of the moment and failing as each version's code markers script, counted in CloudWatch as real invocations are.
-//! They are not logged one by one; each stream keeps a summary per executed version.
+//! They are not logged one by one; each stream keeps a summary per executed version. Streams run against the
+//! deployer's account in the main region.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::accounts::Place;
 use super::{Shared, lock};
 
 /// What one stream of simulated traffic did so far.
@@ -61,7 +63,7 @@ impl Traffic {
         if !(per_second > 0.0 && per_second <= MAX_PER_SECOND) {
             return Err(InvalidTraffic(format!("per_second must be within (0, {MAX_PER_SECOND}], got {per_second}")));
         }
-        shared.lambda.invocable(function, Some(qualifier)).map_err(|e| InvalidTraffic(e.message))?;
+        shared.lambda.invocable(&Place::default(), function, Some(qualifier)).map_err(|e| InvalidTraffic(e.message))?;
         let mut streams = lock(&self.streams);
         let key = (function.to_string(), qualifier.to_string());
         if let Some(stream) = streams.get(&key) {
@@ -109,6 +111,7 @@ async fn run(shared: Weak<Shared>, summary: Arc<Mutex<TrafficSummary>>) {
         let s = lock(&summary);
         (s.function.clone(), s.qualifier.clone())
     };
+    let place = Place::default();
     let mut tick = tokio::time::interval(TICK);
     let mut last = Instant::now();
     let mut owed = 0.0;
@@ -123,9 +126,9 @@ async fn run(shared: Weak<Shared>, summary: Arc<Mutex<TrafficSummary>>) {
             owed -= 1.0;
             // Counted under the same lock: a reader never sees an invocation that ran but is not counted yet.
             let mut s = lock(&summary);
-            match shared.lambda.invoke(&function, Some(&qualifier)) {
+            match shared.lambda.invoke(&place, &function, Some(&qualifier)) {
                 Ok(invocation) => {
-                    shared.metrics.record(&invocation, at);
+                    shared.metrics.record(&place, &invocation, at);
                     let counts = s.versions.entry(invocation.executed_version).or_default();
                     counts.invocations += 1;
                     counts.errors += u64::from(invocation.failed);

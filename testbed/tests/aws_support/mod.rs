@@ -27,19 +27,51 @@ pub async fn shared(cell: &'static OnceCell<Testbed>, opts: TestbedOptions) -> &
 
 /// SDK settings for `identity` against the testbed; `max_attempts` 1 = no retries.
 pub async fn sdk_config(tb: &Testbed, identity: &AwsIdentity, max_attempts: u32) -> SdkConfig {
-    let credentials = Credentials::new(&identity.access_key_id, &identity.secret_access_key, None, None, "testbed");
+    sdk_config_in(tb, credentials_of(identity), REGION, max_attempts).await
+}
+
+pub fn credentials_of(identity: &AwsIdentity) -> Credentials {
+    Credentials::new(&identity.access_key_id, &identity.secret_access_key, None, None, "testbed")
+}
+
+/// SDK settings for `credentials` in `region` against the testbed; `max_attempts` 1 = no retries.
+pub async fn sdk_config_in(tb: &Testbed, credentials: Credentials, region: &str, max_attempts: u32) -> SdkConfig {
     let retry = if max_attempts <= 1 {
         RetryConfig::disabled()
     } else {
         RetryConfig::standard().with_max_attempts(max_attempts)
     };
     aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(REGION))
+        .region(Region::new(region.to_string()))
         .endpoint_url(tb.aws_endpoint())
         .credentials_provider(credentials)
         .retry_config(retry)
         .load()
         .await
+}
+
+/// An S3 client (path-style) for `config`.
+pub fn s3_of(config: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(true).build())
+}
+
+/// STS AssumeRole as `identity`: the session's credentials.
+pub async fn assume(
+    tb: &Testbed,
+    identity: &AwsIdentity,
+    role_arn: &str,
+    external_id: Option<&str>,
+) -> Result<Credentials, aws_sdk_sts::error::SdkError<aws_sdk_sts::operation::assume_role::AssumeRoleError>> {
+    let sts = aws_sdk_sts::Client::new(&sdk_config(tb, identity, 1).await);
+    let out = sts
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name("lambda-deployer")
+        .set_external_id(external_id.map(str::to_string))
+        .send()
+        .await?;
+    let c = out.credentials().expect("credentials");
+    Ok(Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().to_string()), None, "assumed"))
 }
 
 /// A Lambda client as the admin identity, without retries (tests see every error).
@@ -48,8 +80,7 @@ pub async fn lambda(tb: &Testbed) -> aws_sdk_lambda::Client {
 }
 
 pub async fn s3(tb: &Testbed) -> aws_sdk_s3::Client {
-    let conf = sdk_config(tb, &AwsIdentity::admin(), 1).await;
-    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build())
+    s3_of(&sdk_config(tb, &AwsIdentity::admin(), 1).await)
 }
 
 /// A CloudWatch client (Smithy RPC v2 CBOR, which the layer translates for moto), without retries.
@@ -149,12 +180,22 @@ pub async fn put_artifact(s3: &aws_sdk_s3::Client, key: &str, bytes: &[u8]) -> S
 
 /// Creates a function with `zip` as its code and waits until it is Active and its last update Successful.
 pub async fn create_function(lambda: &aws_sdk_lambda::Client, name: &str, zip: &[u8]) -> Configuration {
+    create_function_in(lambda, ACCOUNT_ID, name, zip).await
+}
+
+/// [`create_function`] with `account`'s function role (the client must act in `account`).
+pub async fn create_function_in(
+    lambda: &aws_sdk_lambda::Client,
+    account: &str,
+    name: &str,
+    zip: &[u8],
+) -> Configuration {
     lambda
         .create_function()
         .function_name(name)
         .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
         .handler("bootstrap")
-        .role(format!("arn:aws:iam::{ACCOUNT_ID}:role/{FUNCTION_ROLE}"))
+        .role(format!("arn:aws:iam::{account}:role/{FUNCTION_ROLE}"))
         .code(FunctionCode::builder().zip_file(Blob::new(zip.to_vec())).build())
         .send()
         .await
@@ -191,6 +232,36 @@ pub async fn update_ended(lambda: &aws_sdk_lambda::Client, name: &str) -> Config
 /// The logged calls of one Lambda operation on one function, oldest first.
 pub fn calls_about(tb: &Testbed, operation: &str, function: &str) -> Vec<testbed::aws::Call> {
     tb.aws().calls().of("lambda", operation).filter(|c| c.function.as_deref() == Some(function)).cloned().collect()
+}
+
+/// A query-protocol call (IAM, STS: there is no IAM SDK in this workspace) as `identity` in the main region, with
+/// a credential scope but no real signature (the testbed verifies none); status and body.
+pub async fn query_call(tb: &Testbed, identity: &AwsIdentity, service: &str, form: &str) -> (u16, String) {
+    let date = jiff::Timestamp::now().strftime("%Y%m%d");
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential={}/{date}/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0",
+        identity.access_key_id
+    );
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let request = http::Request::post(format!("{}/", tb.aws_endpoint()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", auth)
+        .body(Full::new(Bytes::from(form.to_string())))
+        .expect("request");
+    let response = client.request(request).await.expect("the layer answers");
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// IAM CreateRole in `identity`'s account with `trust` as its trust policy.
+pub async fn create_role(tb: &Testbed, identity: &AwsIdentity, name: &str, trust: &str) {
+    let form = format!(
+        "Action=CreateRole&Version=2010-05-08&RoleName={name}&AssumeRolePolicyDocument={}",
+        percent_encoding::utf8_percent_encode(trust, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let (status, body) = query_call(tb, identity, "iam", &form).await;
+    assert_eq!(status, 200, "CreateRole {name}: {body}");
 }
 
 /// A request to the layer's control API; returns status and JSON body (Null when empty).

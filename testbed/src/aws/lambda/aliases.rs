@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::api::{LambdaError, Reply, paginate, parse_function_ref, qualified_arn, str_field};
+use super::api::{LambdaError, Reply, paginate, parse_function_ref, str_field};
 use super::model::{Alias, Function, new_revision};
 use super::{Lambda, param};
+use crate::aws::accounts::Place;
 
 /// `RoutingConfig.AdditionalVersionWeights`; absent, null or `{}`: no weights (UpdateAlias with `{}` clears them).
 fn weights_of(routing: &Value) -> Result<BTreeMap<String, f64>, LambdaError> {
@@ -90,12 +91,12 @@ pub(super) fn weights_with_provisioned() -> LambdaError {
     LambdaError::invalid("Alias with weights can not be used with Provisioned Concurrency")
 }
 
-pub(super) fn alias_not_found(name: &str, alias: &str) -> LambdaError {
-    LambdaError::not_found(&format!("Cannot find alias arn: {}", qualified_arn(name, Some(alias))))
+pub(super) fn alias_not_found(f: &Function, alias: &str) -> LambdaError {
+    LambdaError::not_found(&format!("Cannot find alias arn: {}", f.arn(Some(alias))))
 }
 
 impl Lambda {
-    pub(super) fn create_alias(&self, raw: &str, body: &Value) -> Reply {
+    pub(super) fn create_alias(&self, place: &Place, raw: &str, body: &Value) -> Reply {
         let (name, _) = parse_function_ref(raw)?;
         let alias = str_field(body, "Name").ok_or_else(|| LambdaError::invalid("Name is required"))?;
         if alias.is_empty() || alias.parse::<u64>().is_ok() || alias == "$LATEST" {
@@ -104,18 +105,12 @@ impl Lambda {
         let version =
             str_field(body, "FunctionVersion").ok_or_else(|| LambdaError::invalid("FunctionVersion is required"))?;
         let weights = body.get("RoutingConfig").map(weights_of).transpose()?.unwrap_or_default();
-        self.with(&name, |f| {
+        self.with(place, &name, |f| {
             if !f.version_exists(version) {
-                return Err(LambdaError::not_found(&format!(
-                    "Function not found: {}",
-                    qualified_arn(&name, Some(version))
-                )));
+                return Err(LambdaError::function_not_found(&f.arn(Some(version))));
             }
             if f.aliases.contains_key(alias) {
-                return Err(LambdaError::conflict(format!(
-                    "Alias already exists: {}",
-                    qualified_arn(&name, Some(alias))
-                )));
+                return Err(LambdaError::conflict(format!("Alias already exists: {}", f.arn(Some(alias)))));
             }
             validate_routing(f, version, &weights)?;
             let a = Alias {
@@ -131,27 +126,27 @@ impl Lambda {
         })
     }
 
-    pub(super) fn get_alias(&self, raw: &str, alias: &str) -> Reply {
+    pub(super) fn get_alias(&self, place: &Place, raw: &str, alias: &str) -> Reply {
         let (name, _) = parse_function_ref(raw)?;
-        self.with(&name, |f| {
-            let a = f.aliases.get(alias).ok_or_else(|| alias_not_found(&name, alias))?;
+        self.with(place, &name, |f| {
+            let a = f.aliases.get(alias).ok_or_else(|| alias_not_found(f, alias))?;
             Ok((StatusCode::OK, f.alias_json(a)))
         })
     }
 
     /// The alias after the update must pass the routing checks as a whole: moving the main version onto the
     /// weighted one, or to `$LATEST`, is refused as weights naming them would be.
-    pub(super) fn update_alias(&self, raw: &str, alias: &str, body: &Value) -> Reply {
+    pub(super) fn update_alias(&self, place: &Place, raw: &str, alias: &str, body: &Value) -> Reply {
         let (name, _) = parse_function_ref(raw)?;
         let weights = body.get("RoutingConfig").map(weights_of).transpose()?;
-        self.with(&name, |f| {
+        self.with(place, &name, |f| {
             let version = str_field(body, "FunctionVersion");
             if let Some(v) = version
                 && !f.version_exists(v)
             {
-                return Err(LambdaError::not_found(&format!("Function not found: {}", qualified_arn(&name, Some(v)))));
+                return Err(LambdaError::function_not_found(&f.arn(Some(v))));
             }
-            let mut a = f.aliases.get(alias).cloned().ok_or_else(|| alias_not_found(&name, alias))?;
+            let mut a = f.aliases.get(alias).cloned().ok_or_else(|| alias_not_found(f, alias))?;
             if str_field(body, "RevisionId").is_some_and(|r| r != a.revision_id) {
                 return Err(LambdaError::precondition_failed());
             }
@@ -176,19 +171,19 @@ impl Lambda {
     }
 
     /// Its provisioned concurrency goes with it.
-    pub(super) fn delete_alias(&self, raw: &str, alias: &str) -> Reply {
+    pub(super) fn delete_alias(&self, place: &Place, raw: &str, alias: &str) -> Reply {
         let (name, _) = parse_function_ref(raw)?;
-        self.with(&name, |f| {
+        self.with(place, &name, |f| {
             f.aliases.remove(alias);
             f.provisioned.remove(alias);
             Ok((StatusCode::NO_CONTENT, Value::Null))
         })
     }
 
-    pub(super) fn list_aliases(&self, raw: &str, query: &[(String, String)]) -> Reply {
+    pub(super) fn list_aliases(&self, place: &Place, raw: &str, query: &[(String, String)]) -> Reply {
         let (name, _) = parse_function_ref(raw)?;
         let only = param(query, "FunctionVersion");
-        self.with(&name, |f| {
+        self.with(place, &name, |f| {
             let items = f
                 .aliases
                 .values()

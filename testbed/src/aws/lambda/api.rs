@@ -9,8 +9,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::aws::accounts::{Caller, Place};
 use crate::aws::route::{decode_path, param};
-use crate::identity::{ACCOUNT_ID, REGION};
 
 /// ListFunctions/ListAliases/ListVersionsByFunction never return more than this per page.
 const MAX_PAGE: usize = 50;
@@ -34,8 +34,9 @@ impl LambdaError {
         Self::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", what)
     }
 
-    pub(crate) fn function_not_found(name: &str) -> LambdaError {
-        Self::not_found(&format!("Function not found: {}", function_arn(name)))
+    /// `arn`: the function's ARN (qualified if the request was).
+    pub(crate) fn function_not_found(arn: &str) -> LambdaError {
+        Self::not_found(&format!("Function not found: {arn}"))
     }
 
     pub(crate) fn invalid(message: impl Into<String>) -> LambdaError {
@@ -56,10 +57,9 @@ impl LambdaError {
         Self::new(StatusCode::CONFLICT, "ResourceConflictException", message)
     }
 
-    pub(crate) fn update_in_progress(name: &str) -> LambdaError {
+    pub(crate) fn update_in_progress(arn: &str) -> LambdaError {
         Self::conflict(format!(
-            "The operation cannot be performed at this time. An update is in progress for resource: {}",
-            function_arn(name)
+            "The operation cannot be performed at this time. An update is in progress for resource: {arn}"
         ))
     }
 
@@ -87,6 +87,36 @@ impl LambdaError {
             format!(
                 "User is not authorized to perform: lambda:{operation} on resource: * because no identity-based \
                  policy allows the lambda:{operation} action"
+            ),
+        )
+    }
+
+    /// A function of another account, which no resource-based policy opens to the caller.
+    fn cross_account(caller: &Caller, action: &str, resource: &str) -> LambdaError {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            format!(
+                "User: {} is not authorized to perform: lambda:{action} on resource: {resource} because no \
+                 resource-based policy allows the lambda:{action} action",
+                caller.arn
+            ),
+        )
+    }
+
+    /// What Lambda answers an ARN of another region (aws-lambda-power-tuning#18, Fraudmarc/fraudmarc-ce#21).
+    fn not_reachable(region: &str, from: &str) -> LambdaError {
+        Self::not_found(&format!("Functions from '{region}' are not reachable in this region ('{from}')"))
+    }
+
+    /// The caller may not get the code's object (403: SWO-GS/auto-tag#105; wording: awslabs/lambda-streams-to-firehose#21).
+    pub(crate) fn code_access_denied(bucket: &str, key: &str) -> LambdaError {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            format!(
+                "Your access has been denied by S3, please make sure your request credentials have permission to \
+                 GetObject for {bucket}/{key}. S3 Error Code: AccessDenied. S3 Error Message: Access Denied"
             ),
         )
     }
@@ -218,9 +248,22 @@ impl Op {
         }
     }
 
+    /// The IAM action that authorizes the operation: its name, except Invoke's.
+    pub(crate) fn action(&self) -> &'static str {
+        match self {
+            Op::Invoke(_) => "InvokeFunction",
+            op => op.name(),
+        }
+    }
+
     /// The function's short name, if the request names one that parses.
     pub(crate) fn function(&self, body: &Value) -> Option<String> {
-        let raw = match self {
+        parse_function_ref(self.function_ref(body)?).ok().map(|(name, _)| name)
+    }
+
+    /// The function name or ARN as the request gives it.
+    pub(crate) fn function_ref<'a>(&'a self, body: &'a Value) -> Option<&'a str> {
+        Some(match self {
             Op::CreateFunction => body.get("FunctionName")?.as_str()?,
             Op::ListFunctions | Op::GetAccountSettings => return None,
             Op::GetFunction(n)
@@ -242,44 +285,69 @@ impl Op {
             | Op::GetProvisionedConcurrencyConfig(n)
             | Op::DeleteProvisionedConcurrencyConfig(n)
             | Op::Invoke(n) => n,
-        };
-        parse_function_ref(raw).ok().map(|(name, _)| name)
+        })
     }
 }
 
-pub(crate) fn function_arn(name: &str) -> String {
-    format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}")
-}
-
-pub(crate) fn qualified_arn(name: &str, qualifier: Option<&str>) -> String {
-    match qualifier {
-        Some(q) => format!("{}:{q}", function_arn(name)),
-        None => function_arn(name),
+impl Place {
+    /// `arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`
+    pub(crate) fn function_arn(&self, name: &str, qualifier: Option<&str>) -> String {
+        let arn = format!("arn:aws:lambda:{}:{}:function:{name}", self.region, self.account);
+        match qualifier {
+            Some(q) => format!("{arn}:{q}"),
+            None => arn,
+        }
     }
 }
+
+/// A function reference's parts: name, qualifier, and the account and region an ARN names.
+type RefParts<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
 
 /// Name, partial ARN (`ACCOUNT:function:NAME`) or full ARN, each optionally with `:QUALIFIER`.
-pub(crate) fn parse_function_ref(raw: &str) -> Result<(String, Option<String>), LambdaError> {
+fn ref_parts(raw: &str) -> Option<RefParts<'_>> {
     let parts: Vec<&str> = raw.split(':').collect();
-    let (name, qualifier, account, region) = match parts.as_slice() {
-        [name] => (*name, None, ACCOUNT_ID, REGION),
-        [name, q] => (*name, Some(*q), ACCOUNT_ID, REGION),
-        [acct, "function", name] => (*name, None, *acct, REGION),
-        [acct, "function", name, q] => (*name, Some(*q), *acct, REGION),
-        ["arn", "aws", "lambda", region, acct, "function", name] => (*name, None, *acct, *region),
-        ["arn", "aws", "lambda", region, acct, "function", name, q] => (*name, Some(*q), *acct, *region),
-        _ => return Err(LambdaError::invalid(format!("Invalid function name or ARN: {raw}"))),
+    Some(match parts.as_slice() {
+        [name] => (*name, None, None, None),
+        [name, q] => (*name, Some(*q), None, None),
+        [acct, "function", name] => (*name, None, Some(*acct), None),
+        [acct, "function", name, q] => (*name, Some(*q), Some(*acct), None),
+        ["arn", "aws", "lambda", region, acct, "function", name] => (*name, None, Some(*acct), Some(*region)),
+        ["arn", "aws", "lambda", region, acct, "function", name, q] => (*name, Some(*q), Some(*acct), Some(*region)),
+        _ => return None,
+    })
+}
+
+/// Whether the caller can reach the function a reference names: an ARN of another region is not reachable from
+/// this region's endpoint; one of another account is denied (the testbed's functions have no resource-based
+/// policies). References that do not parse are left to the operation, which refuses them.
+pub(crate) fn reach(raw: &str, caller: &Caller, action: &str) -> Result<(), LambdaError> {
+    let Some((name, qualifier, account, region)) = ref_parts(raw) else {
+        return Ok(());
     };
+    let here = &caller.place;
+    if let Some(region) = region.filter(|r| *r != here.region) {
+        return Err(LambdaError::not_reachable(region, &here.region));
+    }
+    match account.filter(|a| *a != here.account) {
+        Some(account) => {
+            let resource = Place::new(account, &here.region).function_arn(name, qualifier);
+            Err(LambdaError::cross_account(caller, action, &resource))
+        }
+        None => Ok(()),
+    }
+}
+
+/// The function name and qualifier a reference names (after [`reach`], in the caller's account and region).
+pub(crate) fn parse_function_ref(raw: &str) -> Result<(String, Option<String>), LambdaError> {
+    let invalid = || LambdaError::invalid(format!("Invalid function name or ARN: {raw}"));
+    let (name, qualifier, _, _) = ref_parts(raw).ok_or_else(invalid)?;
     let valid_name =
         !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     let valid_qualifier = qualifier.is_none_or(|q| {
         !q.is_empty() && q.len() <= 128 && q.chars().all(|c| c.is_ascii_alphanumeric() || "-_$".contains(c))
     });
     if !valid_name || !valid_qualifier {
-        return Err(LambdaError::invalid(format!("Invalid function name or ARN: {raw}")));
-    }
-    if account != ACCOUNT_ID || region != REGION {
-        return Err(LambdaError::not_found(&format!("Function not found: {raw}")));
+        return Err(invalid());
     }
     Ok((name.to_string(), qualifier.map(str::to_string)))
 }
@@ -369,9 +437,9 @@ mod tests {
 
     #[test]
     fn names_partial_and_full_arns_address_the_same_function() {
-        let full = format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:f1");
+        let full = Place::default().function_arn("f1", None);
         assert_eq!(parse_function_ref("f1").unwrap(), ("f1".into(), None));
-        assert_eq!(parse_function_ref(&format!("{ACCOUNT_ID}:function:f1")).unwrap(), ("f1".into(), None));
+        assert_eq!(parse_function_ref("123456789012:function:f1").unwrap(), ("f1".into(), None));
         assert_eq!(parse_function_ref(&full).unwrap(), ("f1".into(), None));
         assert_eq!(parse_function_ref(&format!("{full}:live")).unwrap(), ("f1".into(), Some("live".into())));
         assert_eq!(parse_function_ref("bad/name").unwrap_err().kind, "InvalidParameterValueException");

@@ -2,8 +2,9 @@
 //! markers in that version's zip bytes script it.
 
 use super::Lambda;
-use super::api::{LambdaError, qualified_arn, target};
+use super::api::{LambdaError, target};
 use super::model::{Function, State};
+use crate::aws::accounts::Place;
 use crate::aws::lock;
 
 /// What a version's code does when invoked. Test zips store their entries uncompressed, so the markers are plain
@@ -51,9 +52,9 @@ pub(crate) struct Invocation {
 
 impl Lambda {
     /// Runs one invocation of `raw` (name or ARN, maybe qualified) with the `Qualifier` parameter `qualifier`.
-    pub(crate) fn invoke(&self, raw: &str, qualifier: Option<&str>) -> Result<Invocation, LambdaError> {
+    pub(crate) fn invoke(&self, place: &Place, raw: &str, qualifier: Option<&str>) -> Result<Invocation, LambdaError> {
         let (name, qualifier) = target(raw, &qualifier_param(qualifier))?;
-        self.with(&name, |f| {
+        self.with(place, &name, |f| {
             ensure_invocable(f)?;
             let mut rng = lock(&self.invocations);
             let (executed_version, through_alias) = match qualifier.as_deref() {
@@ -81,9 +82,9 @@ impl Lambda {
     }
 
     /// What `InvocationType: DryRun` checks: the function and qualifier exist and the function can be invoked.
-    pub(crate) fn invocable(&self, raw: &str, qualifier: Option<&str>) -> Result<(), LambdaError> {
+    pub(crate) fn invocable(&self, place: &Place, raw: &str, qualifier: Option<&str>) -> Result<(), LambdaError> {
         let (name, qualifier) = target(raw, &qualifier_param(qualifier))?;
-        self.with(&name, |f| {
+        self.with(place, &name, |f| {
             ensure_invocable(f)?;
             f.resolve(qualifier.as_deref()).map(|_| ())
         })
@@ -110,7 +111,7 @@ fn behaviour_of(f: &Function, version: &str, named: Option<&str>) -> Result<Beha
     if version == "$LATEST" {
         return Ok(f.running.unwrap_or(f.latest.behaviour));
     }
-    let not_found = || LambdaError::not_found(&format!("Function not found: {}", qualified_arn(&f.name, named)));
+    let not_found = || LambdaError::function_not_found(&f.arn(named));
     let n = version.parse::<u64>().map_err(|_| not_found())?;
     f.versions.get(&n).map(|v| v.behaviour).ok_or_else(not_found)
 }

@@ -10,8 +10,9 @@ use http::StatusCode;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::api::{LambdaError, qualified_arn};
+use super::api::LambdaError;
 use super::invoke::Behaviour;
+use crate::aws::accounts::Place;
 use crate::aws::faults::LastUpdateStatusReasonCode;
 
 pub(super) fn now_text() -> String {
@@ -101,6 +102,8 @@ pub(super) struct Provisioned {
 
 #[derive(Debug)]
 pub(super) struct Function {
+    /// The account and region it lives in.
+    pub(super) place: Place,
     pub(super) name: String,
     pub(super) latest: Version,
     pub(super) versions: BTreeMap<u64, Version>,
@@ -118,6 +121,11 @@ pub(super) struct Function {
 }
 
 impl Function {
+    /// The function's ARN, qualified or not.
+    pub(super) fn arn(&self, qualifier: Option<&str>) -> String {
+        self.place.function_arn(&self.name, qualifier)
+    }
+
     /// Applies timed transitions (Pending→Active, InProgress→Successful or Failed); each is a change with a new
     /// RevisionId. A failed update restores the previous code and configuration, as AWS documents for Failed.
     pub(super) fn refresh(&mut self, now: Instant) {
@@ -152,7 +160,7 @@ impl Function {
             ));
         }
         if self.latest.last_update == Some(UpdateStatus::InProgress) {
-            return Err(LambdaError::update_in_progress(&self.name));
+            return Err(LambdaError::update_in_progress(&self.arn(None)));
         }
         Ok(())
     }
@@ -187,8 +195,7 @@ impl Function {
             None => Ok((&self.latest, None)),
             Some("$LATEST") => Ok((&self.latest, Some("$LATEST".into()))),
             Some(q) => {
-                let not_found =
-                    || LambdaError::not_found(&format!("Function not found: {}", qualified_arn(&self.name, Some(q))));
+                let not_found = || LambdaError::function_not_found(&self.arn(Some(q)));
                 if let Ok(n) = q.parse::<u64>() {
                     return self.versions.get(&n).map(|v| (v, Some(q.to_string()))).ok_or_else(not_found);
                 }
@@ -227,7 +234,7 @@ impl Function {
     pub(super) fn config_json(&self, v: &Version, qualifier: Option<&str>) -> Value {
         let mut c = Map::new();
         c.insert("FunctionName".into(), json!(self.name));
-        c.insert("FunctionArn".into(), json!(qualified_arn(&self.name, qualifier)));
+        c.insert("FunctionArn".into(), json!(self.arn(qualifier)));
         if let Some(r) = &v.runtime {
             c.insert("Runtime".into(), json!(r));
         }
@@ -289,7 +296,7 @@ impl Function {
 
     pub(super) fn alias_json(&self, a: &Alias) -> Value {
         let mut v = json!({
-            "AliasArn": qualified_arn(&self.name, Some(&a.name)),
+            "AliasArn": self.arn(Some(&a.name)),
             "Name": a.name,
             "FunctionVersion": a.function_version,
             "Description": a.description,

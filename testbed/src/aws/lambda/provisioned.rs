@@ -7,9 +7,10 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use super::aliases::{alias_not_found, weights_with_provisioned};
-use super::api::{LambdaError, Reply, number, parse_function_ref, qualified_arn};
+use super::api::{LambdaError, Reply, number, parse_function_ref};
 use super::model::{Function, Provisioned, now_text};
 use super::{Lambda, param};
+use crate::aws::accounts::Place;
 
 /// The qualifier a request names; `$LATEST` (or none) is refused with `latest_message`.
 fn qualifier<'a>(query: &'a [(String, String)], latest_message: &str) -> Result<&'a str, LambdaError> {
@@ -27,9 +28,9 @@ fn qualifier<'a>(query: &'a [(String, String)], latest_message: &str) -> Result<
 fn ensure_target(f: &Function, q: &str) -> Result<(), LambdaError> {
     match q.parse::<u64>() {
         Ok(n) if f.versions.contains_key(&n) => Ok(()),
-        Ok(_) => Err(LambdaError::not_found(&format!("Function not found: {}", qualified_arn(&f.name, Some(q))))),
+        Ok(_) => Err(LambdaError::function_not_found(&f.arn(Some(q)))),
         Err(_) if f.aliases.contains_key(q) => Ok(()),
-        Err(_) => Err(alias_not_found(&f.name, q)),
+        Err(_) => Err(alias_not_found(f, q)),
     }
 }
 
@@ -37,7 +38,7 @@ const NOT_ALIAS_OR_VERSION: &str = "The function resource provided must be an al
 
 impl Lambda {
     /// 202 and IN_PROGRESS, as AWS answers; the configuration reads READY from then on.
-    pub(super) fn put_provisioned(&self, raw: &str, query: &[(String, String)], body: &Value) -> Reply {
+    pub(super) fn put_provisioned(&self, place: &Place, raw: &str, query: &[(String, String)], body: &Value) -> Reply {
         let (name, _) = parse_function_ref(raw)?;
         let q =
             qualifier(query, "Provisioned Concurrency Configs cannot be applied to unpublished function versions.")?;
@@ -51,7 +52,7 @@ impl Lambda {
                 )));
             }
         };
-        self.with(&name, |f| {
+        self.with(place, &name, |f| {
             ensure_target(f, q)?;
             if let Some(alias) = f.aliases.get(q) {
                 if !alias.weights.is_empty() {
@@ -81,10 +82,10 @@ impl Lambda {
         })
     }
 
-    pub(super) fn get_provisioned(&self, raw: &str, query: &[(String, String)]) -> Reply {
+    pub(super) fn get_provisioned(&self, place: &Place, raw: &str, query: &[(String, String)]) -> Reply {
         let (name, _) = parse_function_ref(raw)?;
         let q = qualifier(query, NOT_ALIAS_OR_VERSION)?;
-        self.with(&name, |f| {
+        self.with(place, &name, |f| {
             ensure_target(f, q)?;
             let config = f.provisioned.get(q).ok_or_else(LambdaError::no_provisioned_concurrency)?;
             Ok((
@@ -101,10 +102,10 @@ impl Lambda {
     }
 
     /// Idempotent, as LocalStack found AWS to be.
-    pub(super) fn delete_provisioned(&self, raw: &str, query: &[(String, String)]) -> Reply {
+    pub(super) fn delete_provisioned(&self, place: &Place, raw: &str, query: &[(String, String)]) -> Reply {
         let (name, _) = parse_function_ref(raw)?;
         let q = qualifier(query, NOT_ALIAS_OR_VERSION)?;
-        self.with(&name, |f| {
+        self.with(place, &name, |f| {
             ensure_target(f, q)?;
             f.provisioned.remove(q);
             Ok((StatusCode::NO_CONTENT, Value::Null))
