@@ -114,6 +114,14 @@ pub async fn testbed(updates: Updates) -> &'static Testbed {
 }
 
 fn sdk_config(testbed: &Testbed, identity: &AwsIdentity) -> impl Future<Output = aws_config::SdkConfig> {
+    sdk_config_in(testbed, identity, REGION)
+}
+
+fn sdk_config_in(
+    testbed: &Testbed,
+    identity: &AwsIdentity,
+    region: &str,
+) -> impl Future<Output = aws_config::SdkConfig> {
     let credentials = aws_credential_types::Credentials::new(
         identity.access_key_id.clone(),
         identity.secret_access_key.clone(),
@@ -123,10 +131,15 @@ fn sdk_config(testbed: &Testbed, identity: &AwsIdentity) -> impl Future<Output =
     );
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(testbed.aws_endpoint())
-        .region(aws_config::Region::new(REGION))
+        .region(aws_config::Region::new(region.to_string()))
         .credentials_provider(credentials)
         .retry_config(RetryConfig::standard().with_max_attempts(10))
         .load()
+}
+
+/// A Lambda client acting as the admin of `account` in `region`.
+pub async fn lambda_in(testbed: &Testbed, account: &str, region: &str) -> aws_sdk_lambda::Client {
+    aws_sdk_lambda::Client::new(&sdk_config_in(testbed, &AwsIdentity::admin_of(account), region).await)
 }
 
 /// One test's world: its namespace, admin clients, and the deployer it runs.
@@ -265,19 +278,20 @@ impl World {
 
     /// Creates a function running `initial` code; returns its ARN.
     pub async fn create_function(&self, label: &str, initial: &str) -> String {
-        let name = self.function_name(label);
-        self.lambda
-            .create_function()
-            .function_name(&name)
-            .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
-            .handler("bootstrap")
-            .role(format!("arn:aws:iam::{ACCOUNT_ID}:role/{FUNCTION_ROLE}"))
-            .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(Blob::new(zip(initial).0)).build())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("create {name}: {}", aws_sdk_lambda::error::DisplayErrorContext(e)));
-        wait_active(&self.lambda, &name).await;
-        function_arn(&name)
+        create_function_with(&self.lambda, ACCOUNT_ID, REGION, &self.function_name(label), initial).await
+    }
+
+    /// Creates a function in another account and/or region (as that account's admin); returns its ARN.
+    pub async fn create_function_in(&self, account: &str, region: &str, label: &str, initial: &str) -> String {
+        let lambda = lambda_in(self.testbed, account, region).await;
+        create_function_with(&lambda, account, region, &self.function_name(label), initial).await
+    }
+
+    /// The CodeSha256 of a function in another account and/or region.
+    pub async fn code_sha256_in(&self, account: &str, region: &str, function: &str) -> String {
+        let lambda = lambda_in(self.testbed, account, region).await;
+        let out = lambda.get_function().function_name(function).send().await.expect("GetFunction");
+        out.configuration().and_then(|c| c.code_sha256()).unwrap_or_default().to_string()
     }
 
     pub async fn code_sha256(&self, function: &str) -> String {
@@ -312,9 +326,26 @@ impl World {
         content: &str,
         checksum: Option<aws_sdk_s3::types::ChecksumAlgorithm>,
     ) -> (String, String) {
+        self.put_zip_in(&self.s3, bucket, key, content, checksum).await
+    }
+
+    /// Uploads `content` as a zip to the deployer account's `bucket` in another region.
+    pub async fn upload_in(&self, region: &str, bucket: &str, key: &str, content: &str) -> (String, String) {
+        let sdk = sdk_config_in(self.testbed, &AwsIdentity::admin(), region).await;
+        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+        self.put_zip_in(&s3, bucket, key, content, None).await
+    }
+
+    async fn put_zip_in(
+        &self,
+        s3: &aws_sdk_s3::Client,
+        bucket: &str,
+        key: &str,
+        content: &str,
+        checksum: Option<aws_sdk_s3::types::ChecksumAlgorithm>,
+    ) -> (String, String) {
         let (bytes, sha) = zip(content);
-        let out = self
-            .s3
+        let out = s3
             .put_object()
             .bucket(bucket)
             .key(key)
@@ -417,6 +448,27 @@ pub fn fixture(name: &str) -> Value {
     let path = format!("tests/fixtures/{name}");
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
         .expect("fixture JSON")
+}
+
+async fn create_function_with(
+    lambda: &aws_sdk_lambda::Client,
+    account: &str,
+    region: &str,
+    name: &str,
+    initial: &str,
+) -> String {
+    lambda
+        .create_function()
+        .function_name(name)
+        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+        .handler("bootstrap")
+        .role(format!("arn:aws:iam::{account}:role/{FUNCTION_ROLE}"))
+        .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(Blob::new(zip(initial).0)).build())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {}", aws_sdk_lambda::error::DisplayErrorContext(e)));
+    wait_active(lambda, name).await;
+    format!("arn:aws:lambda:{region}:{account}:function:{name}")
 }
 
 /// S3's notification encoding: form-style, `+` for space.
