@@ -20,6 +20,9 @@ use crate::{Error, Result};
 
 /// The account's function count (for choosing ListFunctions) is asked for again after this long.
 const ACCOUNT_COUNT_TTL: Duration = Duration::from_secs(600);
+/// A place's bulk reads may take what their calls need at the deployer's own rates plus this; past it the place's
+/// functions are observed one by one, so a throttled or unreachable place never holds the others' deploys.
+const BULK_READ_SLACK: Duration = Duration::from_secs(2);
 /// A bucket listing page (1,000 keys) is worth it when it replaces at least this many HeadObjects.
 const HEAD_OBJECTS_PER_LISTING_PAGE: usize = 10;
 
@@ -224,10 +227,21 @@ impl Fleet {
         let in_account = match at.config.function_observation {
             FunctionObservation::GetFunction => return HashMap::new(),
             FunctionObservation::ListFunctions => None,
-            FunctionObservation::Auto => match self.functions_in_account(&account, budget).await {
-                Some(count) => Some(count),
-                None => return HashMap::new(),
-            },
+            FunctionObservation::Auto => {
+                let probe = budget.until(Some(Instant::now() + BULK_READ_SLACK));
+                match self.functions_in_account(&account, probe).await {
+                    Some(count) => Some(count),
+                    None => return HashMap::new(),
+                }
+            }
+        };
+        // Bounded by its pages at the control-plane rate when the count is known (configured listing: by the budget).
+        let list = || {
+            let patience = in_account.map(|count| {
+                let pages = count.div_ceil(crate::aws::LIST_FUNCTIONS_PAGE) as u32;
+                Instant::now() + BULK_READ_SLACK + Duration::from_secs(1) * pages / crate::aws::CONTROL_PLANE_RPS
+            });
+            account.functions.list(budget.until(patience))
         };
         let worth_it =
             |targets| targets > 0 && in_account.is_none_or(|count| crate::aws::listing_is_quicker(targets, count));
@@ -241,11 +255,11 @@ impl Fleet {
                     }
                 };
                 tokio::select! {
-                    listing = account.functions.list(budget) => listing,
+                    listing = list() => listing,
                     () = wrong_guess => return HashMap::new(),
                 }
             }
-            _ if worth_it(targets_here.await) => account.functions.list(budget).await,
+            _ if worth_it(targets_here.await) => list().await,
             _ => return HashMap::new(),
         };
         match listing {

@@ -1,6 +1,7 @@
 //! Credentials never leak: after deploys, per-resource failures, AWS and Kubernetes faults and failed invocations,
 //! neither the statuses, the Events, the invocation summaries and errors, nor the deployer's own JSON logs contain
-//! the deployer's secret key, the cluster admin token, an EKS bearer token or a presigned-URL signature.
+//! the deployer's secret key, the cluster admin token, an EKS bearer token, a presigned-URL signature, or the secret
+//! key or session token of a role it assumed in another account.
 
 mod support;
 
@@ -15,7 +16,8 @@ use serde_json::json;
 use support::{World, commit, function_arn};
 use testbed::apiserver::KubeFault;
 use testbed::aws::{Fault, FaultAction};
-use testbed::identity::{ARTIFACT_BUCKET, AwsIdentity};
+use testbed::identity::{ACCOUNT_ID, ARTIFACT_BUCKET, AwsIdentity, REGION, TARGET_ACCOUNTS};
+use testbed::up::target_role_arn;
 
 /// Where the deployer's logs go: the same JSON format as `src/main.rs`, into memory.
 #[derive(Clone, Default)]
@@ -122,8 +124,22 @@ async fn no_credential_or_token_appears_in_statuses_events_summaries_errors_or_l
     aws.inject(Fault::new("GetFunction", FaultAction::ServiceException).function(&broken_fn)).unwrap();
     aws.inject(Fault::new("GetFunction", FaultAction::ConnectionReset).function(&reset_fn)).unwrap();
 
-    let deployer = world.deployer(&[]).await;
+    // Another account reached through an assumed role (its session expired between invocations and renewed), and
+    // one whose role STS refuses.
+    let (staging, prod) = (TARGET_ACCOUNTS[0], TARGET_ACCOUNTS[1]);
+    let staging_arn = world.create_function_in(staging, REGION, "staging", "initial").await;
+    let staging_fn = world.function_name("staging");
+    world.upload(&format!("{staging_fn}/{release}.zip"), "release").await;
+    world.apply_ld("staging", &staging_arn, &staging_fn, &release).await;
+    let refused_arn = world.create_function_in(prod, REGION, "refused", "initial").await;
+    world.apply_ld("refused", &refused_arn, &world.function_name("refused"), &release).await;
+    let roles = format!("{staging}={},{prod}=arn:aws:iam::{prod}:role/missing", target_role_arn(staging));
+    let allowed = [ACCOUNT_ID, staging, prod].map(|a| format!("arn:aws:lambda:{REGION}:{a}:function:*")).join(",");
+    let vars = [("TARGET_ROLES", roles.as_str()), ("ALLOWED_FUNCTION_ARNS", allowed.as_str())];
+
+    let deployer = world.deployer(&vars).await;
     said.invoke(&deployer, sweep.clone()).await;
+    assert!(aws.expire_sessions(Some(staging)) > 0, "the sweep assumed staging's role");
     said.invoke(&deployer, world.s3_event(&format!("{ok_fn}/{release}.zip"), &ok_version)).await;
     aws.clear_faults();
     // The cluster failing a status write, then refusing the deployer outright.
@@ -136,7 +152,7 @@ async fn no_credential_or_token_appears_in_statuses_events_summaries_errors_or_l
     said.invoke(&deployer, sweep.clone()).await;
     // A new container whose EKS DescribeCluster connection is reset: it cannot build its cluster client.
     aws.inject(Fault::new("DescribeCluster", FaultAction::ConnectionReset).service("eks")).unwrap();
-    said.invoke(&world.deployer(&[]).await, sweep.clone()).await;
+    said.invoke(&world.deployer(&vars).await, sweep.clone()).await;
     aws.clear_faults();
     world.testbed.kube().clear_faults();
     said.invoke(&deployer, json!({"not": "an event"})).await;
@@ -164,10 +180,13 @@ async fn no_credential_or_token_appears_in_statuses_events_summaries_errors_or_l
         "DescribeCluster",
         "unrecognised invocation payload",
         "\"decision\"",
+        "is not authorized to perform: sts:AssumeRole",
     ] {
         assert!(everything.contains(expected), "no {expected:?} anywhere: the scenario did not happen");
     }
     assert!(events.iter().any(|e| e.reason.as_deref() == Some("Deployed")) && logs.lines().count() > 20);
+    let staging_ld = events.iter().filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("staging"));
+    assert!(staging_ld.into_iter().any(|e| e.reason.as_deref() == Some("Deployed")), "deployed in another account");
 
     let deployer_identity = AwsIdentity::deployer();
     let mut secrets = vec![
@@ -186,12 +205,20 @@ async fn no_credential_or_token_appears_in_statuses_events_summaries_errors_or_l
         // 24-character parts; the last one ends the body rather than being a short tail that ordinary text contains.
         let starts = (0..body.len().saturating_sub(24)).step_by(24).chain([body.len().saturating_sub(24)]);
         for (i, start) in starts.enumerate() {
-            secrets.push((format!("part {i} of an EKS token's body"), body[start..(start + 24).min(body.len())].to_string()));
+            secrets.push((
+                format!("part {i} of an EKS token's body"),
+                body[start..(start + 24).min(body.len())].to_string(),
+            ));
         }
         let url = String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body).unwrap()).unwrap();
         let signature = url.split('&').find_map(|p| p.strip_prefix("X-Amz-Signature=")).expect("a signature");
         secrets.push(("an EKS token's signature".to_string(), signature.to_string()));
     }
+    let sessions = world.testbed.aws().session_secrets();
+    assert!(sessions.len() >= 4, "two sessions of staging's role were issued (key and token each)");
+    secrets.extend(
+        sessions.into_iter().map(|secret| ("an assumed role's secret key or session token".to_string(), secret)),
+    );
     let lowered = everything.to_lowercase();
     for (what, secret) in &secrets {
         if let Some(at) = lowered.find(&secret.to_lowercase()) {

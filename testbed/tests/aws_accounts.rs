@@ -276,3 +276,26 @@ async fn up_creates_the_target_roles_the_second_region_bucket_and_the_artifact_b
         assert!(!trust.contains("ExternalId"), "no external id by default: {trust}");
     }
 }
+
+#[tokio::test]
+async fn a_fault_scoped_to_one_account_fires_there_only_even_for_a_function_of_the_same_name_elsewhere() {
+    let tb = testbed().await;
+    let (throttled, spared) = (TARGET_ACCOUNTS[0], TARGET_ACCOUNTS[1]);
+    let (in_throttled, in_spared) = (lambda_of(tb, throttled, REGION).await, lambda_of(tb, spared, REGION).await);
+    let name = unique("scoped-fault");
+    create_function_in(&in_throttled, throttled, &name, &zip("a")).await;
+    create_function_in(&in_spared, spared, &name, &zip("b")).await;
+    let fault = testbed::aws::Fault::new("GetFunction", testbed::aws::FaultAction::Throttle).function(&name);
+    tb.aws().inject(fault.in_account(throttled)).unwrap();
+
+    let refused = in_throttled.get_function().function_name(&name).send().await.unwrap_err();
+    assert_eq!(refused.code(), Some("TooManyRequestsException"));
+    assert!(in_spared.get_function().function_name(&name).send().await.is_ok(), "the other account is served");
+    let log = tb.aws().calls();
+    let statuses: Vec<(Option<&str>, u16)> = log
+        .of("lambda", "GetFunction")
+        .filter(|c| c.function.as_deref() == Some(name.as_str()))
+        .map(|c| (c.account.as_deref(), c.status))
+        .collect();
+    assert!(statuses.contains(&(Some(throttled), 429)) && statuses.contains(&(Some(spared), 200)), "{statuses:?}");
+}

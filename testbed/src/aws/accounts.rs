@@ -167,6 +167,11 @@ impl Accounts {
         lock(&self.sessions).values().map(|i| Session { expired: now >= i.expires, ..i.session.clone() }).collect()
     }
 
+    /// Every issued session's secret access key and session token.
+    pub(crate) fn secrets(&self) -> Vec<String> {
+        lock(&self.sessions).values().flat_map(|i| [i.secret_access_key.clone(), i.session_token.clone()]).collect()
+    }
+
     /// Ends the sessions `which` selects at `now` (those already expired keep their expiration); how many it ended.
     pub(crate) fn expire(&self, which: impl Fn(&Session) -> bool, now: jiff::Timestamp) -> usize {
         let mut ended = 0;

@@ -16,6 +16,9 @@ pub struct Fault {
     /// Only calls about this function (short name), when set.
     #[serde(default)]
     pub function: Option<String>,
+    /// Only calls acting in this account (the caller's, or its session's role's), when set.
+    #[serde(default)]
+    pub account: Option<String>,
     pub action: FaultAction,
     #[serde(default)]
     pub when: Trigger,
@@ -144,6 +147,7 @@ impl Fault {
             service: lambda(),
             operation: operation.into(),
             function: None,
+            account: None,
             action,
             when: Trigger::Always,
             after_apply: false,
@@ -157,6 +161,12 @@ impl Fault {
 
     pub fn function(mut self, name: &str) -> Fault {
         self.function = Some(name.into());
+        self
+    }
+
+    /// Only calls acting in `account`: one account throttled or failing while the others are not.
+    pub fn in_account(mut self, account: &str) -> Fault {
+        self.account = Some(account.into());
         self
     }
 
@@ -257,13 +267,20 @@ impl FaultSet {
     }
 
     /// Every fault that fires for this call, in injection order.
-    pub(crate) fn fire(&mut self, service: &str, operation: &str, function: Option<&str>) -> Vec<Fault> {
+    pub(crate) fn fire(
+        &mut self,
+        service: &str,
+        operation: &str,
+        function: Option<&str>,
+        account: Option<&str>,
+    ) -> Vec<Fault> {
         let mut fired = Vec::new();
         for a in &mut self.active {
             let f = &a.fault;
             let matches = f.service == service
                 && (f.operation == "*" || f.operation == operation)
-                && f.function.as_deref().is_none_or(|want| Some(want) == function);
+                && f.function.as_deref().is_none_or(|want| Some(want) == function)
+                && f.account.as_deref().is_none_or(|want| Some(want) == account);
             if !matches {
                 continue;
             }

@@ -299,6 +299,12 @@ impl AwsLayer {
         self.shared.accounts.sessions(jiff::Timestamp::now())
     }
 
+    /// The secret access key and session token of every session issued so far: what a leak test looks for (the
+    /// control API never shows them).
+    pub fn session_secrets(&self) -> Vec<String> {
+        self.shared.accounts.secrets()
+    }
+
     /// Expires now every session acting in `account` (None: every session); requests with their credentials then
     /// get `ExpiredToken`. Returns how many were still valid.
     pub fn expire_sessions(&self, account: Option<&str>) -> usize {
@@ -463,7 +469,8 @@ struct Fired {
 
 /// Fires the faults matching the call, notes them in its log entry, and waits out any `latency`.
 async fn fire_faults(shared: &Shared, call: &mut Call) -> Fired {
-    let faults = lock(&shared.faults).fire(&call.service, &call.operation, call.function.as_deref());
+    let faults =
+        lock(&shared.faults).fire(&call.service, &call.operation, call.function.as_deref(), call.account.as_deref());
     if !faults.is_empty() {
         call.fault = Some(faults.iter().map(Fault::describe).collect::<Vec<_>>().join(", "));
     }
