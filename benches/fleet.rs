@@ -3,17 +3,20 @@
 //!
 //! Scenarios per fleet: the initial deploying sweep; (a) a sweep with everything in sync; (b) a sweep with 1% of the
 //! functions drifted out of band; (c) one S3 event among the fleet; (d) the seed's naive controller
-//! (UpdateFunctionCode for every LD, every reconcile). Each reports wall time, API calls by operation (the AWS layer's
+//! (UpdateFunctionCode for every LD, every reconcile); then (h) a fleet spread over three accounts (`fleet/accounts.rs`),
+//! each account at its own floor. Each reports wall time, API calls by operation (the AWS layer's
 //! call log and the kube request log, the acting identity only), bytes downloaded from S3, status writes, and the
 //! ratio to the floor the quotas force for the calls that scenario could not avoid. Then the real binary: sizes, cold
 //! init under `cargo lambda watch` (spawn → its first `GET /runtime/invocation/next`) and peak RSS of a sweep of the
 //! largest fleet. Prints tables and writes `target/bench/fleet.json`.
 //!
-//! `BENCH_FLEETS=150,1000` (sizes);
+//! `BENCH_FLEETS=150,1000` (sizes); `BENCH_ACCOUNT_FLEET=1000` (LDs in each of three accounts, 0 skips it);
 //! `BENCH_CONFIGS="FUNCTION_OBSERVATION=auto;FUNCTION_OBSERVATION=get-function;FUNCTION_OBSERVATION=get-function,MAX_CONCURRENCY=32"`
 //! (deployer variables per configuration, `;` between configurations, `,` between variables: scenarios a and b run
 //! once per configuration, the others with the first); `BENCH_COLD_RUNS=5`.
 
+#[path = "fleet/accounts.rs"]
+mod accounts;
 #[path = "fleet/binary.rs"]
 mod binary;
 #[path = "fleet/releases.rs"]
@@ -59,6 +62,7 @@ async fn main() -> BenchResult<()> {
         "FUNCTION_OBSERVATION=auto;FUNCTION_OBSERVATION=get-function;FUNCTION_OBSERVATION=get-function,MAX_CONCURRENCY=32",
     )?;
     let cold_runs = env_list("BENCH_COLD_RUNS", "5")?.first().copied().unwrap_or(5);
+    let per_account = env_list("BENCH_ACCOUNT_FLEET", "1000")?.first().copied().unwrap_or(0);
     if fleets.is_empty() || configs.is_empty() {
         return Err("BENCH_FLEETS and BENCH_CONFIGS need at least one entry".into());
     }
@@ -88,6 +92,14 @@ async fn main() -> BenchResult<()> {
         reports.push(report);
         largest = Some(fleet);
     }
+    let accounts = match per_account {
+        0 => json!(null),
+        n => {
+            let report = accounts::AccountsFleet::create(n).await?.run(quota).await?;
+            accounts::print(&report);
+            serde_json::to_value(&report)?
+        }
+    };
     let binary = match &largest {
         Some(fleet) => binary::binary_figures(fleet, cold_runs).await,
         None => json!(null),
@@ -100,6 +112,7 @@ async fn main() -> BenchResult<()> {
         "buildProfile": if cfg!(debug_assertions) { "debug" } else { "optimised" },
         "generatedAt": jiff::Timestamp::now().to_string(),
         "fleets": reports,
+        "accounts": accounts,
         "binary": binary,
     });
     let dir = target_dir().join("bench");

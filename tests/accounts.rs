@@ -217,7 +217,7 @@ async fn each_target_that_cannot_be_reached_says_exactly_why_and_the_others_depl
     ];
     for (ld, phase, words) in expectations {
         let (got, message) = phase_and_message(&world, ld).await;
-        assert_eq!(got, Some(phase.clone()), "{ld}: {message}");
+        assert_eq!(got, Some(phase), "{ld}: {message}");
         for word in words {
             assert!(message.contains(word), "{ld}: {word:?} not in {message:?}");
         }

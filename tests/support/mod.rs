@@ -450,7 +450,7 @@ pub fn fixture(name: &str) -> Value {
         .expect("fixture JSON")
 }
 
-async fn create_function_with(
+pub async fn create_function_with(
     lambda: &aws_sdk_lambda::Client,
     account: &str,
     region: &str,
