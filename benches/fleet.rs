@@ -244,6 +244,25 @@ fn confirmed_by(writes: &[Write], quota: Quota) -> f64 {
     writes.iter().enumerate().filter_map(|(k, w)| w.update.map(|ip| earliest(k) + ip)).fold(0.0, f64::max)
 }
 
+/// The control-plane writes Lambda applied among `calls` (TagResource, UpdateFunctionCode), in the order made, and
+/// each update's InProgress time in ms.
+fn writes_of(calls: &[&Call]) -> (Vec<Write>, Vec<u64>) {
+    let mut written: Vec<&&Call> = calls
+        .iter()
+        .filter(|c| c.applied && matches!(c.operation.as_str(), "UpdateFunctionCode" | "TagResource"))
+        .collect();
+    written.sort_by_key(|c| c.at_ms);
+    let writes = written
+        .iter()
+        .map(|c| Write {
+            update: (c.operation == "UpdateFunctionCode").then(|| c.in_progress_ms.unwrap_or(0) as f64 / 1000.0),
+        })
+        .collect();
+    let in_progress_ms =
+        written.iter().filter(|c| c.operation == "UpdateFunctionCode").filter_map(|c| c.in_progress_ms).collect();
+    (writes, in_progress_ms)
+}
+
 /// The floor with and without the owner tags, and how it was computed. `writes`: the scenario's TagResource and
 /// UpdateFunctionCode calls Lambda applied, in order, with each update's InProgress time (from the call log).
 fn floor(input: FloorInput, quota: Quota, writes: &[Write]) -> (f64, f64, String) {
@@ -385,19 +404,7 @@ where
     let after_last_aws_call_s =
         phases.iter().map(|p| p.last_s).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
     let after_last_aws_call_s = after_last_aws_call_s.map_or(0.0, |last| (wall_s - last).max(0.0));
-    let mut written: Vec<&&Call> = calls
-        .iter()
-        .filter(|c| c.applied && matches!(c.operation.as_str(), "UpdateFunctionCode" | "TagResource"))
-        .collect();
-    written.sort_by_key(|c| c.at_ms);
-    let writes: Vec<Write> = written
-        .iter()
-        .map(|c| Write {
-            update: (c.operation == "UpdateFunctionCode").then(|| c.in_progress_ms.unwrap_or(0) as f64 / 1000.0),
-        })
-        .collect();
-    let update_in_progress_ms: Vec<u64> =
-        written.iter().filter(|c| c.operation == "UpdateFunctionCode").filter_map(|c| c.in_progress_ms).collect();
+    let (writes, update_in_progress_ms) = writes_of(&calls);
     let (floor_s, floor_without_tags_s, floor_text) = floor(floor_input, quota, &writes);
     let ratio = |floor: f64| if floor > 0.0 { wall_s / floor } else { f64::NAN };
     let scenario = Scenario {

@@ -10,12 +10,13 @@ use futures::StreamExt;
 use lambda_deployer::deployer::Deployer;
 use serde::Serialize;
 use serde_json::{Value, json};
+use testbed::aws::Call;
 use testbed::identity::{ACCOUNT_ID, AwsIdentity, REGION, TARGET_ACCOUNTS};
 use testbed::up::TARGET_ROLE;
 
 use super::support::{Updates, World, commit, lambda_in, zip};
 use super::{
-    BenchResult, DEPLOYER_KUBE_USER, FloorInput, Quota, SETUP_CONCURRENCY, Write, floor, set_quotas, wait_settled,
+    BenchResult, DEPLOYER_KUBE_USER, FloorInput, Quota, SETUP_CONCURRENCY, floor, set_quotas, wait_settled, writes_of,
 };
 
 pub const ACCOUNTS: [&str; 3] = [ACCOUNT_ID, TARGET_ACCOUNTS[0], TARGET_ACCOUNTS[1]];
@@ -192,20 +193,12 @@ impl AccountsFleet {
             log.calls.iter().filter(|c| c.access_key_id.as_ref().is_some_and(|k| keys.contains(k))).collect();
         let mut places = Vec::new();
         for account in ACCOUNTS {
-            let here: Vec<_> =
-                ours.iter().filter(|c| c.service == "lambda" && c.account.as_deref() == Some(account)).collect();
-            let mut written: Vec<_> = here
+            let here: Vec<&Call> = ours
                 .iter()
-                .filter(|c| c.applied && matches!(c.operation.as_str(), "UpdateFunctionCode" | "TagResource"))
+                .copied()
+                .filter(|c| c.service == "lambda" && c.account.as_deref() == Some(account))
                 .collect();
-            written.sort_by_key(|c| c.at_ms);
-            let writes: Vec<Write> = written
-                .iter()
-                .map(|c| Write {
-                    update: (c.operation == "UpdateFunctionCode")
-                        .then(|| c.in_progress_ms.unwrap_or(0) as f64 / 1000.0),
-                })
-                .collect();
+            let (writes, _) = writes_of(&here);
             let needed = updates.get(account).copied().unwrap_or(0);
             let input = FloorInput {
                 observed: self.per_account,
