@@ -20,8 +20,8 @@ use crate::{Error, Result};
 
 /// The account's function count (for choosing ListFunctions) is asked for again after this long.
 const ACCOUNT_COUNT_TTL: Duration = Duration::from_secs(600);
-/// A place's bulk reads may take what their calls need at the deployer's own rates plus this; past it the place's
-/// functions are observed one by one, so a throttled or unreachable place never holds the others' deploys.
+/// How long a place's bulk read (the function count, each ListFunctions page) may go unanswered before the place's
+/// functions are observed one by one instead: a throttled or unreachable place never holds the others' deploys.
 const BULK_READ_SLACK: Duration = Duration::from_secs(2);
 /// A bucket listing page (1,000 keys) is worth it when it replaces at least this many HeadObjects.
 const HEAD_OBJECTS_PER_LISTING_PAGE: usize = 10;
@@ -235,14 +235,8 @@ impl Fleet {
                 }
             }
         };
-        // Bounded by its pages at the control-plane rate when the count is known (configured listing: by the budget).
-        let list = || {
-            let patience = in_account.map(|count| {
-                let pages = count.div_ceil(crate::aws::LIST_FUNCTIONS_PAGE) as u32;
-                Instant::now() + BULK_READ_SLACK + Duration::from_secs(1) * pages / crate::aws::CONTROL_PLANE_RPS
-            });
-            account.functions.list(budget.until(patience))
-        };
+        // A page that does not come within the slack ends the listing (what was listed is used).
+        let list = || account.functions.list(budget, BULK_READ_SLACK);
         let worth_it =
             |targets| targets > 0 && in_account.is_none_or(|count| crate::aws::listing_is_quicker(targets, count));
         let targets_here = async { complete(in_each_place).await.get(&place).copied().unwrap_or(0) };

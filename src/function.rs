@@ -69,7 +69,7 @@ impl Functions {
     }
 
     /// Lists the account's functions, 50 per page (one control-plane request each), by unqualified ARN.
-    pub async fn list(&self, budget: Budget<'_>) -> Result<HashMap<String, FunctionState>> {
+    pub async fn list(&self, budget: Budget<'_>, page_patience: Duration) -> Result<HashMap<String, FunctionState>> {
         let mut functions = HashMap::new();
         let mut marker: Option<String> = None;
         loop {
@@ -78,6 +78,7 @@ impl Functions {
                 return Ok(functions);
             }
             let page = budget
+                .until(Some(Instant::now() + page_patience))
                 .run(Call::new("lambda", "ListFunctions"), Some(&self.limits.control_plane), || async {
                     self.lambda
                         .list_functions()
@@ -87,7 +88,16 @@ impl Functions {
                         .await
                         .map_err(|e| aws_error("lambda", "ListFunctions", e))
                 })
-                .await?;
+                .await;
+            // A page that does not come (throttled, unreachable, slow) ends the listing; the pages listed are used.
+            let page = match page {
+                Ok(page) => page,
+                Err(err) if marker.is_some() => {
+                    tracing::warn!(error = %err, listed = functions.len(), "ListFunctions stopped; the rest are observed one by one");
+                    return Ok(functions);
+                }
+                Err(err) => return Err(err),
+            };
             for config in page.functions() {
                 let Some(arn) = config.function_arn() else { continue };
                 functions.insert(

