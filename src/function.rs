@@ -170,28 +170,38 @@ impl Functions {
     /// Polls until no update or creation is in progress, or `timeout` passes (then the last observation is
     /// returned, still InProgress). Only called when the function is busy (our update, a conflict, an observed
     /// InProgress), so it waits before the first look instead of spending a GetFunction on a known answer.
-    pub async fn wait_until_settled(
-        &self,
-        arn: &str,
-        timeout: Duration,
-        budget: Budget<'_>,
-    ) -> Observed<FunctionState> {
+    pub async fn wait_until_settled(&self, arn: &str, timeout: Duration, budget: Budget<'_>) -> Settled {
         let give_up = Instant::now() + timeout;
         let budget = budget.until(Some(give_up));
-        let mut last = Observed::NotObserved;
+        let mut settled = Settled { last: Observed::NotObserved, applying: None };
         loop {
             tokio::time::sleep(POLL_INTERVAL.min(budget.time_left().unwrap_or(POLL_INTERVAL))).await;
             if !self.limits.confirm.acquire(budget.deadline).await {
-                return last;
+                return settled;
             }
-            last = self.observe(arn, budget).await;
-            let busy =
-                matches!(&last, Observed::Found(f) if f.last_update_status == "InProgress" || f.state == "Pending");
+            settled.last = self.observe(arn, budget).await;
+            let busy = match &settled.last {
+                Observed::Found(f) if f.last_update_status == "InProgress" => {
+                    settled.applying = Some(f.code_sha256.clone());
+                    true
+                }
+                Observed::Found(f) => f.state == "Pending",
+                _ => false,
+            };
             if !busy || budget.expired() {
-                return last;
+                return settled;
             }
         }
     }
+}
+
+/// What waiting for a busy function saw.
+pub struct Settled {
+    /// The last observation: settled, or still busy when the wait gave up.
+    pub last: Observed<FunctionState>,
+    /// The CodeSha256 an update in progress was applying when last seen (during an update CodeSha256 already names
+    /// the new code): whoever sent it, that is the code a failure then reported failed.
+    pub applying: Option<String>,
 }
 
 /// GetFunction of the function or of one of its versions or aliases (`qualifier`): GetFunction's own quota.

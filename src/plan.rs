@@ -94,6 +94,9 @@ pub struct Input<'a> {
     /// CodeSha256 of an update this invocation sent that may have been applied (accepted, or its answer was lost).
     /// An update an earlier invocation left unconfirmed is in the status (`pendingUpdate`).
     pub sent: Option<&'a str>,
+    /// CodeSha256 an update in progress was applying when this invocation looked (another invocation's, say): if
+    /// the function then shows a failed update, that code is what failed.
+    pub witnessed: Option<&'a str>,
     pub policy: &'a Policy<'a>,
 }
 
@@ -311,8 +314,10 @@ pub fn plan(input: &Input) -> Decision {
     if function.code_sha256 == artifact.sha256 {
         return Decision::UpToDate { artifact: artifact.clone(), claim, deployed: ours };
     }
-    // Lambda keeps the previous code when an update fails: our update did not take.
-    if ours && function.last_update_status == "Failed" {
+    // Lambda keeps the previous code when an update fails: our update (or one of this very code we saw in
+    // progress, another deployer's) did not take, and is not tried again.
+    let failed_here = ours || input.witnessed == Some(artifact.sha256.as_str());
+    if failed_here && function.last_update_status == "Failed" {
         let reason = match (&function.last_update_reason_code, &function.last_update_reason) {
             (Some(code), Some(reason)) => format!("{code}: {reason}"),
             (code, reason) => code.clone().or_else(|| reason.clone()).unwrap_or_else(|| "no reason given".into()),
@@ -409,6 +414,7 @@ mod tests {
         function: Observed<FunctionState>,
         rival: Option<&'static str>,
         sent: Option<&'static str>,
+        witnessed: Option<&'static str>,
         allowed: &'static str,
         namespace_policy: Option<&'static str>,
         expect: Decision,
@@ -423,6 +429,7 @@ mod tests {
             function: Observed::Found(function("OLD", Some("team-a/orders"))),
             rival: None,
             sent: None,
+            witnessed: None,
             allowed: "arn:aws:lambda:us-east-1:123456789012:function:*",
             namespace_policy: None,
             expect,
@@ -501,6 +508,8 @@ mod tests {
             Case { ld: with_status(pending("NEW")), function: Observed::Found(failed_update("OLD")), ..case("an update an earlier invocation left unconfirmed and Lambda failed is reported", Decision::UpdateFailed { artifact: artifact("NEW"), reason: "InvalidZipFileException: Could not unpack the zip".into() }) },
             Case { sent: Some("NEW"), function: Observed::Found(failed_update("NEW")), ..case("a later failed update by someone else does not undo our confirmed deploy", up_to_date(false, true)) },
             Case { function: Observed::Found(failed_update("OLD")), ..case("someone else's failed update does not stop a deploy", deploy(false, false)) },
+            Case { witnessed: Some("NEW"), function: Observed::Found(failed_update("OLD")), ..case("another deployer's update of this code seen in progress and then failed is reported, not tried again", Decision::UpdateFailed { artifact: artifact("NEW"), reason: "InvalidZipFileException: Could not unpack the zip".into() }) },
+            Case { witnessed: Some("OTHER"), function: Observed::Found(failed_update("OLD")), ..case("a failed update of other code seen in progress does not stop a deploy", deploy(false, false)) },
             Case { ld: with_status(failed_before("NEW", None)), function: Observed::Found(function("OLD", Some("team-a/orders"))), ..case("an artifact Lambda failed before is not deployed again", Decision::UpdateFailed { artifact: artifact("NEW"), reason: "InvalidZipFileException: Could not unpack the zip".into() }) },
             Case { ld: { let mut ld = with_status(failed_before("NEW", Some("1"))); ld.metadata.annotations = Some([(RETRY_ANNOTATION.to_string(), "2".to_string())].into()); ld }, ..case("a new retry annotation deploys the failed artifact again", deploy(false, false)) },
             Case { ld: with_status(failed_before("EARLIER", None)), ..case("a new artifact deploys although an earlier one failed", deploy(false, false)) },
@@ -544,6 +553,7 @@ mod tests {
                 owner_check: &OwnerCheck::NotChecked,
                 cluster: CLUSTER,
                 sent: c.sent,
+                witnessed: c.witnessed,
                 policy: &policy,
             };
             assert_eq!(plan(&input), c.expect, "case: {}", c.name);

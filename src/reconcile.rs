@@ -171,7 +171,7 @@ impl Worker<'_> {
             match step {
                 Step::Done(finished) => return (target, finished),
                 Step::Superseded(fresh) => {
-                    tracing::info!(resource = %ld.key(), "spec changed during the invocation; deciding again");
+                    tracing::info!(resource = %ld.key(), "the resource changed during the invocation; deciding again");
                     target = *fresh;
                     use_listing = false;
                 }
@@ -203,8 +203,15 @@ impl Worker<'_> {
         let rival = self.rivals.get(&me).map(String::as_str);
         let mut owner_check = OwnerCheck::NotChecked;
         let mut races = 0;
+        // Code seen being applied by an update in progress (another invocation's, say): its failure is this code's.
+        let mut witnessed: Option<String> = None;
         let done = |outcome: Outcome| Step::Done(outcome.into());
         loop {
+            if let Observed::Found(f) = &function
+                && f.last_update_status == "InProgress"
+            {
+                witnessed = Some(f.code_sha256.clone());
+            }
             let decision = plan::plan(&Input {
                 ld,
                 artifact: &artifact,
@@ -214,6 +221,7 @@ impl Worker<'_> {
                 owner_check: &owner_check,
                 cluster: self.cluster,
                 sent: sent.as_ref().map(|a| a.sha256.as_str()),
+                witnessed: witnessed.as_deref(),
                 policy,
             });
             tracing::debug!(resource = %me, ?decision, "planned");
@@ -303,7 +311,7 @@ impl Worker<'_> {
                         Err(err) => return done(Outcome::Failed { message: err.to_string() }),
                     }
                     slot = None;
-                    match self.wait(&account, arn, sent).await {
+                    match self.wait(&account, arn, sent, &mut witnessed).await {
                         Ok(observed) => function = observed,
                         Err(outcome) => return done(outcome),
                     }
@@ -316,7 +324,7 @@ impl Worker<'_> {
                         races += 1;
                     }
                     slot = None;
-                    match self.wait(&account, arn, sent).await {
+                    match self.wait(&account, arn, sent, &mut witnessed).await {
                         Ok(observed) => function = observed,
                         Err(outcome) => return done(outcome),
                     }
@@ -371,8 +379,13 @@ impl Worker<'_> {
         account: &Account,
         arn: &str,
         sent: &Option<ArtifactStatus>,
+        witnessed: &mut Option<String>,
     ) -> Result<Observed<FunctionState>, Outcome> {
-        let observed = account.functions.wait_until_settled(arn, self.config.update_timeout, self.work).await;
+        let settled = account.functions.wait_until_settled(arn, self.config.update_timeout, self.work).await;
+        if settled.applying.is_some() {
+            *witnessed = settled.applying;
+        }
+        let observed = settled.last;
         let started = sent.clone();
         let ours = started.is_some();
         match observed {
@@ -400,11 +413,14 @@ impl Worker<'_> {
         }
     }
 
-    /// Re-reads the resource. `Some` when it changed (decide again on the new spec) or was deleted (do nothing);
-    /// `None` when it is unchanged, or when it cannot be read (then the listed spec is all we know).
+    /// Re-reads the resource. `Some` when it changed (decide again on the new spec, or on a status another
+    /// invocation wrote meanwhile, such as an update Lambda failed) or was deleted (do nothing); `None` when it is
+    /// unchanged, or when it cannot be read (then the listed spec is all we know).
     pub(crate) async fn superseded(&self, ld: &LambdaDeployment) -> Option<Step> {
         match resources::get(self.client, &ld.metadata, self.work).await {
-            Ok(Some(fresh)) if fresh.metadata().generation != ld.metadata.generation => {
+            Ok(Some(fresh))
+                if fresh.metadata().generation != ld.metadata.generation || fresh.status() != ld.status.as_ref() =>
+            {
                 Some(Step::Superseded(Box::new(fresh)))
             }
             Ok(Some(_)) => None,

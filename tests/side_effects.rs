@@ -179,6 +179,45 @@ async fn another_deployer_deploying_the_same_artifact_first_leaves_one_applied_u
 }
 
 #[tokio::test]
+async fn a_deployer_that_finds_another_deployers_update_in_progress_and_failing_reports_it_and_does_not_try_again() {
+    let _serial = SERIAL.lock().await;
+    let world = World::new("failed-elsewhere").await;
+    let (function, ld, sha) = one_ld(&world, "fn").await;
+    let initial = world.code_sha256(&function).await;
+    let aws = world.testbed.aws();
+    let fails = FaultAction::UpdateFails {
+        reason_code: LastUpdateStatusReasonCode::InvalidZipFileException,
+        reason: "Could not unpack the zip".into(),
+    };
+    aws.inject(Fault::new("UpdateFunctionCode", fails).function(&function)).unwrap();
+    aws.inject(Fault::new("UpdateFunctionCode", FaultAction::InProgress { ms: 2_000 }).function(&function)).unwrap();
+    // The first deployer's status write is slow: the failure is not on the resource when the second one decides.
+    let slow_status = KubeFault::latency(Duration::from_secs(3)).on_status_writes("lambdadeployments").times(1);
+    world.testbed.kube().inject(slow_status.in_namespace(&world.namespace));
+    let first = world.deployer(&[]).await;
+    let second = world.deployer(&[]).await;
+
+    let first_sweep = tokio::spawn(async move { first.handle(&sweep(), None).await.unwrap() });
+    // The second deployer starts while the first one's update is being applied.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while world.successful_updates(&function) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the first deployer never sent its update");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let summary = second.handle(&sweep(), None).await.unwrap();
+    let first_summary = first_sweep.await.unwrap();
+    aws.clear_faults();
+
+    assert_eq!(world.successful_updates(&function), 1, "the failing update was tried once: {summary:?}");
+    assert_eq!((summary.deployed, summary.failed), (0, 1), "the second deployer reports the failure: {summary:?}");
+    assert_eq!((first_summary.deployed, first_summary.failed), (0, 1), "{first_summary:?}");
+    assert_eq!(world.code_sha256(&function).await, initial, "Lambda kept the previous code");
+    let status = world.ld(&ld).await.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Failed), "{status:?}");
+    assert_eq!(status.failed_update.as_ref().map(|f| f.sha256.as_str()), Some(sha.as_str()));
+}
+
+#[tokio::test]
 async fn an_update_lambda_fails_is_reported_with_its_reason_and_not_retried_until_a_new_commit_or_a_retry() {
     let _serial = SERIAL.lock().await;
     let world = World::new("failed-update").await;

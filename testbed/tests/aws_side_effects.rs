@@ -314,6 +314,41 @@ async fn another_deployer_deploying_the_same_code_first_leaves_it_deployed_exact
 }
 
 #[tokio::test]
+async fn another_deployer_deploying_the_same_code_that_lambda_fails_fails_the_same_way() {
+    let tb = testbed().await;
+    let (lambda, s3) = (lambda(tb).await, s3(tb).await);
+    let name = unique("samecodefails");
+    let (one, two) = (zip("one"), zip("two"));
+    create_function(&lambda, &name, &one).await;
+    let key = format!("{name}/two.zip");
+    let version = put_artifact(&s3, &key, &two).await;
+    let seen = lambda.get_function().function_name(&name).send().await.unwrap();
+    let fails = FaultAction::UpdateFails { reason_code: ReasonCode::InvalidZipFileException, reason: "bad zip".into() };
+    tb.aws().inject(once("UpdateFunctionCode", fails, &name)).unwrap();
+    let change = FaultAction::CompetingWrite { change: CompetingChange::SameCode };
+    tb.aws().inject(once("UpdateFunctionCode", change, &name)).unwrap();
+
+    let err = lambda
+        .update_function_code()
+        .function_name(&name)
+        .s3_bucket(ARTIFACT_BUCKET)
+        .s3_key(&key)
+        .s3_object_version(&version)
+        .revision_id(seen.configuration().unwrap().revision_id().unwrap())
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(is_conflict_or_stale(&err), "{err:?}");
+
+    let failed = update_ended(&lambda, &name).await;
+    assert_eq!(failed.last_update_status(), Some(&LastUpdateStatus::Failed));
+    assert_eq!(failed.last_update_status_reason(), Some("bad zip"));
+    assert_eq!(failed.code_sha256(), Some(sha256_b64(&one).as_str()), "the previous code is back");
+    assert_eq!(tb.aws().history(&name), Some(vec![sha256_b64(&one), sha256_b64(&two), sha256_b64(&one)]));
+}
+
+#[tokio::test]
 async fn an_update_scripted_to_fail_ends_failed_with_its_reason_and_the_previous_code_back() {
     let tb = testbed().await;
     let lambda = lambda(tb).await;

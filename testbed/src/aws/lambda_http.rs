@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
 use super::accounts::Caller;
-use super::lambda::{self, Invocation, LambdaError, Op, Reply, reach};
+use super::lambda::{self, Invocation, LambdaError, Op, Reply, UpdateFailure, reach};
 use super::moto_client::{Body, full};
 use super::route::param;
 use super::{Call, CompetingChange, FaultAction, Protocol, Reset, Shared, admit, json_response, lock, read_body};
@@ -119,7 +119,7 @@ pub(super) async fn lambda_request(
     };
     if let Some(name) = &call.function {
         for change in &fired.competing {
-            compete(shared, caller, call, *change, name, &body).await;
+            compete(shared, caller, call, *change, name, &body, fired.fails.as_ref()).await;
         }
     }
     if let Some(action) = &fired.instead {
@@ -162,7 +162,8 @@ pub(super) async fn lambda_request(
 }
 
 /// A competing writer's write to `name` (in the same account and region as `preceded`), logged as its own call just
-/// before the call it precedes. It is not counted against the quotas, and no fault fires on it.
+/// before the call it precedes. It is not counted against the quotas, and no fault fires on it; but the very code
+/// the preceded call names fails as that call's update would (`fails`): a zip Lambda cannot use fails for anyone.
 async fn compete(
     shared: &Shared,
     caller: &Caller,
@@ -170,19 +171,20 @@ async fn compete(
     change: CompetingChange,
     name: &str,
     request_body: &Value,
+    fails: Option<&UpdateFailure>,
 ) {
     let started = Instant::now();
-    let (op, body) = match change {
+    let (op, body, fails) = match change {
         CompetingChange::Configuration => {
             let description = format!("edited in the console ({})", uuid::Uuid::new_v4().simple());
-            (Op::UpdateFunctionConfiguration(name.to_string()), json!({ "Description": description }))
+            (Op::UpdateFunctionConfiguration(name.to_string()), json!({ "Description": description }), None)
         }
         CompetingChange::SameCode => {
             let source: Map<String, Value> = ["S3Bucket", "S3Key", "S3ObjectVersion", "ZipFile"]
                 .into_iter()
                 .filter_map(|key| request_body.get(key).map(|v| (key.to_string(), v.clone())))
                 .collect();
-            (Op::UpdateFunctionCode(name.to_string()), Value::Object(source))
+            (Op::UpdateFunctionCode(name.to_string()), Value::Object(source), fails.cloned())
         }
     };
     let mut call = Call {
@@ -203,7 +205,7 @@ async fn compete(
         query: Vec::new(),
         body,
         in_progress: None,
-        fails: None,
+        fails,
         pending: Duration::ZERO,
     };
     let served = shared.lambda.handle(request).await;
