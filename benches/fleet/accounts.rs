@@ -34,7 +34,9 @@ pub struct PlaceFigures {
     lambda_calls: u64,
     throttled_429: u64,
     update_function_code: u64,
-    /// Seconds after the scenario started when the account's last Lambda call ended.
+    /// Seconds after the scenario's first call when the account's first Lambda call went out.
+    start_s: f64,
+    /// Seconds after the scenario's first call when the account's last Lambda call ended.
     done_s: f64,
     /// `Operation` → Lambda calls there (all statuses).
     calls: BTreeMap<String, u64>,
@@ -50,6 +52,9 @@ pub struct AccountsScenario {
     ratio_to_floor: f64,
     assume_role_calls: u64,
     status_writes: u64,
+    /// The artifact bucket's listing: pages, and seconds from the first page's request to the last page's answer.
+    bucket_pages: u64,
+    bucket_listing_s: f64,
     places: Vec<PlaceFigures>,
     summary: Value,
 }
@@ -215,6 +220,7 @@ impl AccountsFleet {
                 listable: true,
             };
             let (floor_s, _, floor_text) = floor(input, quota, &writes);
+            let start_ms = here.iter().map(|c| c.at_ms).min().unwrap_or_default() as f64;
             let done_ms = here.iter().map(|c| c.at_ms + c.duration_ms).max().unwrap_or_default() as f64;
             places.push(PlaceFigures {
                 account: account.to_string(),
@@ -226,6 +232,7 @@ impl AccountsFleet {
                 throttled_429: here.iter().filter(|c| c.status == 429).count() as u64,
                 update_function_code: here.iter().filter(|c| c.operation == "UpdateFunctionCode" && c.applied).count()
                     as u64,
+                start_s: (start_ms - first_ms).max(0.0) / 1000.0,
                 done_s: (done_ms - first_ms).max(0.0) / 1000.0,
                 calls,
             });
@@ -234,6 +241,13 @@ impl AccountsFleet {
         let requests = self.world.testbed.kube().requests();
         let status_writes =
             requests.iter().filter(|r| r.user == DEPLOYER_KUBE_USER && r.is_status_write()).count() as u64;
+        let pages: Vec<&Call> = ours.iter().copied().filter(|c| c.operation == "ListObjectsV2").collect();
+        let span = |first: Option<u64>, last: Option<u64>| match (first, last) {
+            (Some(first), Some(last)) => (last - first) as f64 / 1000.0,
+            _ => 0.0,
+        };
+        let bucket_listing_s =
+            span(pages.iter().map(|c| c.at_ms).min(), pages.iter().map(|c| c.at_ms + c.duration_ms).max());
         Ok(AccountsScenario {
             name: name.to_string(),
             wall_s,
@@ -241,6 +255,8 @@ impl AccountsFleet {
             ratio_to_floor: if floor_s > 0.0 { wall_s / floor_s } else { f64::NAN },
             assume_role_calls: ours.iter().filter(|c| c.operation == "AssumeRole").count() as u64,
             status_writes,
+            bucket_pages: pages.len() as u64,
+            bucket_listing_s,
             places,
             summary: serde_json::to_value(&summary)?,
         })
@@ -267,7 +283,7 @@ pub fn print(report: &AccountsReport) {
         report.setup_s
     );
     println!(
-        "{:<34} {:>8} {:>8} {:>7} {:>7} {:>6}   per account: lambda calls / 429 / UFC / floor s / done s",
+        "{:<34} {:>8} {:>8} {:>7} {:>7} {:>6}   per account: lambda calls / 429 / UFC / floor s / start s / done s",
         "scenario", "wall s", "floor s", "×floor", "assume", "status"
     );
     for s in &report.scenarios {
@@ -276,8 +292,8 @@ pub fn print(report: &AccountsReport) {
             .iter()
             .map(|p| {
                 format!(
-                    "{}: {}/{}/{}/{:.2}/{:.2}",
-                    p.account, p.lambda_calls, p.throttled_429, p.update_function_code, p.floor_s, p.done_s
+                    "{}: {}/{}/{}/{:.2}/{:.2}/{:.2}",
+                    p.account, p.lambda_calls, p.throttled_429, p.update_function_code, p.floor_s, p.start_s, p.done_s
                 )
             })
             .collect();
@@ -293,7 +309,7 @@ pub fn print(report: &AccountsReport) {
         );
     }
     for s in &report.scenarios {
-        println!("  {}:", s.name);
+        println!("  {}: artifact bucket listed in {} pages, {:.2} s", s.name, s.bucket_pages, s.bucket_listing_s);
         for p in &s.places {
             println!("    {} ({} functions): floor {}", p.account, p.functions_in_account, p.floor);
             let calls: Vec<String> = p.calls.iter().map(|(k, v)| format!("{k}={v}")).collect();
