@@ -47,6 +47,7 @@ impl Functions {
             last_update_status: config.last_update_status().map(|s| s.as_str().to_string()).unwrap_or_default(),
             last_update_reason: config.last_update_status_reason().map(String::from),
             last_update_reason_code: config.last_update_status_reason_code().map(|c| c.as_str().to_string()),
+            last_modified_ago: config.last_modified().and_then(age_of_lambda_time),
             claim: Claim::from_tags(output.tags()),
             detailed: true,
         })
@@ -109,6 +110,7 @@ impl Functions {
                         last_update_status: String::new(),
                         last_update_reason: None,
                         last_update_reason_code: None,
+                        last_modified_ago: None,
                         claim: Claim::default(),
                         detailed: false,
                     },
@@ -195,6 +197,12 @@ impl Functions {
     }
 }
 
+/// How long ago a Lambda timestamp (`2026-12-06T11:00:00.000+0000`) was; `None` if unreadable or in the future.
+fn age_of_lambda_time(text: &str) -> Option<Duration> {
+    let then = jiff::fmt::strtime::parse("%Y-%m-%dT%H:%M:%S%.f%z", text).ok()?.to_timestamp().ok()?;
+    jiff::Timestamp::now().duration_since(then).try_into().ok()
+}
+
 /// What waiting for a busy function saw.
 pub struct Settled {
     /// The last observation: settled, or still busy when the wait gave up.
@@ -250,4 +258,21 @@ pub(crate) async fn get_function(
 /// re-observe and decide again instead of failing.
 pub fn lost_race(err: &Error) -> bool {
     matches!(err.aws_code(), Some("ResourceConflictException" | "PreconditionFailedException"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lambda_timestamps_are_read_as_an_age() {
+        let minute_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60);
+        let text = minute_ago.strftime("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
+        let age = age_of_lambda_time(&text).expect("Lambda's LastModified format");
+        assert!((59..=61).contains(&age.as_secs()), "{age:?}");
+        assert_eq!(age_of_lambda_time("yesterday"), None);
+        let future =
+            (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60)).strftime("%Y-%m-%dT%H:%M:%S%.3f+0000");
+        assert_eq!(age_of_lambda_time(&future.to_string()), None, "a clock ahead gives no age");
+    }
 }

@@ -2,6 +2,8 @@
 //! No I/O here. The executor calls [`plan`] repeatedly: when the answer is "observe X", it observes and asks again,
 //! so observations are made lazily and only when a decision depends on them (no Lambda call for a missing artifact).
 
+use std::time::Duration;
+
 use crate::accounts::{Place, TargetRoles};
 use crate::arn::{ArnGlob, FunctionArn};
 use crate::config::NamespacePolicy;
@@ -21,6 +23,8 @@ pub struct FunctionState {
     pub last_update_reason: Option<String>,
     /// Lambda's `LastUpdateStatusReasonCode`, e.g. `InvalidZipFileException`.
     pub last_update_reason_code: Option<String>,
+    /// How long before the observation the last update started (Lambda's `LastModified`), when known.
+    pub last_modified_ago: Option<Duration>,
     /// The owner and cluster tags: which LambdaDeployment claims the function.
     pub claim: Claim,
     /// From GetFunction (state, tags and a fresh RevisionId). ListFunctions pages carry only code and revision, so
@@ -140,6 +144,8 @@ pub enum Decision {
         reason: String,
         ours: bool,
     },
+    /// A failed update someone else sent moments ago: leave it to its sender to report (`Deploying` until then).
+    AwaitReport(String),
     Blocked(String),
     Invalid(String),
     Suspended,
@@ -324,6 +330,20 @@ pub fn plan(input: &Input) -> Decision {
         };
         return Decision::UpdateFailed { artifact: artifact.clone(), reason };
     }
+    // A failed update no one here sent or saw and the status does not record, on a function this resource already
+    // claims, started moments ago: most likely another deployer instance's attempt at this very code, its report on
+    // the way. Sending it again would repeat the failure: wait for that report. An older one is deployed over.
+    if function.last_update_status == "Failed"
+        && !claim
+        && status.and_then(|s| s.failed_update.as_ref()).is_none()
+        && function.last_modified_ago.is_some_and(|ago| ago < UNREPORTED_FAILURE_WINDOW)
+    {
+        return Decision::AwaitReport(format!(
+            "an update of {arn} that this invocation did not send failed moments ago; waiting for its sender to \
+             report it (redeployed if it is not reported within {}s)",
+            UNREPORTED_FAILURE_WINDOW.as_secs()
+        ));
+    }
     let retry = ld.metadata.annotations.as_ref().and_then(|a| a.get(RETRY_ANNOTATION));
     if let Some(failed) = status.and_then(|s| s.failed_update.as_ref())
         && failed.sha256 == artifact.sha256
@@ -337,6 +357,10 @@ pub fn plan(input: &Input) -> Decision {
     let drift = restores_drift(ld);
     Decision::Deploy { artifact: artifact.clone(), revision_id: function.revision_id.clone(), claim, drift }
 }
+
+/// How long a failed update nobody here sent is left to its sender to report: longer than an invocation waits for an
+/// update to settle (`UPDATE_TIMEOUT_SECONDS`, 60 by default) and then writes the status.
+pub const UNREPORTED_FAILURE_WINDOW: Duration = Duration::from_secs(120);
 
 /// Whether deploying this resource's artifact puts back code changed out of band: the function ran this commit
 /// before (as verified then).
@@ -391,6 +415,7 @@ mod tests {
             last_update_status: "Successful".into(),
             last_update_reason: None,
             last_update_reason_code: None,
+            last_modified_ago: Some(Duration::from_secs(3600)),
             claim: Claim { owner: owner.map(String::from), cluster: Some(CLUSTER.into()) },
             detailed: true,
         }
@@ -508,6 +533,9 @@ mod tests {
             Case { ld: with_status(pending("NEW")), function: Observed::Found(failed_update("OLD")), ..case("an update an earlier invocation left unconfirmed and Lambda failed is reported", Decision::UpdateFailed { artifact: artifact("NEW"), reason: "InvalidZipFileException: Could not unpack the zip".into() }) },
             Case { sent: Some("NEW"), function: Observed::Found(failed_update("NEW")), ..case("a later failed update by someone else does not undo our confirmed deploy", up_to_date(false, true)) },
             Case { function: Observed::Found(failed_update("OLD")), ..case("someone else's failed update does not stop a deploy", deploy(false, false)) },
+            Case { function: Observed::Found(FunctionState { last_modified_ago: Some(Duration::from_secs(5)), ..failed_update("OLD") }), ..case("a failed update of our function that no one here sent, seconds old, waits for its sender's report", Decision::AwaitReport(format!("an update of {ARN} that this invocation did not send failed moments ago; waiting for its sender to report it (redeployed if it is not reported within 120s)"))) },
+            Case { function: Observed::Found(FunctionState { last_modified_ago: Some(Duration::from_secs(5)), claim: Claim::default(), ..failed_update("OLD") }), ..case("a fresh failed update on a function not yet claimed does not stop a deploy", deploy(true, false)) },
+            Case { ld: with_status(failed_before("EARLIER", None)), function: Observed::Found(FunctionState { last_modified_ago: Some(Duration::from_secs(5)), ..failed_update("OLD") }), ..case("a fresh failed update the status records does not stop the next commit", deploy(false, false)) },
             Case { witnessed: Some("NEW"), function: Observed::Found(failed_update("OLD")), ..case("another deployer's update of this code seen in progress and then failed is reported, not tried again", Decision::UpdateFailed { artifact: artifact("NEW"), reason: "InvalidZipFileException: Could not unpack the zip".into() }) },
             Case { witnessed: Some("OTHER"), function: Observed::Found(failed_update("OLD")), ..case("a failed update of other code seen in progress does not stop a deploy", deploy(false, false)) },
             Case { ld: with_status(failed_before("NEW", None)), function: Observed::Found(function("OLD", Some("team-a/orders"))), ..case("an artifact Lambda failed before is not deployed again", Decision::UpdateFailed { artifact: artifact("NEW"), reason: "InvalidZipFileException: Could not unpack the zip".into() }) },

@@ -329,6 +329,7 @@ impl Worker<'_> {
                         Err(outcome) => return done(outcome),
                     }
                 }
+                Decision::AwaitReport(message) => return done(Outcome::Deploying { message, started: None }),
                 Decision::WaitForArtifact { bucket, key } => return done(Outcome::WaitingForArtifact { bucket, key }),
                 Decision::Blocked(message) => return done(Outcome::Blocked { message }),
                 Decision::Invalid(message) => return done(Outcome::Invalid { message }),

@@ -8,6 +8,7 @@ mod support;
 use std::time::Duration;
 
 use lambda_deployer::crd::{Phase, RETRY_ANNOTATION};
+use lambda_deployer::deployer::Summary;
 use serde_json::json;
 use support::{World, commit};
 use testbed::apiserver::KubeFault;
@@ -178,10 +179,20 @@ async fn another_deployer_deploying_the_same_artifact_first_leaves_one_applied_u
     assert_eq!(world.event_count(&ld, "Deployed").await, 0);
 }
 
-#[tokio::test]
-async fn a_deployer_that_finds_another_deployers_update_in_progress_and_failing_reports_it_and_does_not_try_again() {
-    let _serial = SERIAL.lock().await;
-    let world = World::new("failed-elsewhere").await;
+/// When a second deployer starts on a resource whose update a first deployer sent and Lambda fails.
+#[derive(PartialEq)]
+enum SecondStarts {
+    /// While the update is being applied: it sees the update in progress.
+    WhileApplying,
+    /// After Lambda failed it, before the first deployer's status says so: it sees only the failure.
+    BeforeTheFailureIsReported,
+}
+
+/// Two deployers and one update Lambda fails (InProgress 2 s); the first deployer's status write takes 3 s. Returns
+/// the second deployer's summary, once the first has finished, after checking the update was applied once and the
+/// status names the failure.
+async fn another_deployers_failing_update(label: &str, second_starts: SecondStarts) -> Summary {
+    let world = World::new(label).await;
     let (function, ld, sha) = one_ld(&world, "fn").await;
     let initial = world.code_sha256(&function).await;
     let aws = world.testbed.aws();
@@ -191,30 +202,54 @@ async fn a_deployer_that_finds_another_deployers_update_in_progress_and_failing_
     };
     aws.inject(Fault::new("UpdateFunctionCode", fails).function(&function)).unwrap();
     aws.inject(Fault::new("UpdateFunctionCode", FaultAction::InProgress { ms: 2_000 }).function(&function)).unwrap();
-    // The first deployer's status write is slow: the failure is not on the resource when the second one decides.
     let slow_status = KubeFault::latency(Duration::from_secs(3)).on_status_writes("lambdadeployments").times(1);
     world.testbed.kube().inject(slow_status.in_namespace(&world.namespace));
     let first = world.deployer(&[]).await;
     let second = world.deployer(&[]).await;
 
     let first_sweep = tokio::spawn(async move { first.handle(&sweep(), None).await.unwrap() });
-    // The second deployer starts while the first one's update is being applied.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while world.successful_updates(&function) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the first deployer never sent its update");
+    loop {
+        let config = world.lambda.get_function().function_name(&function).send().await.unwrap();
+        let status = config.configuration().and_then(|c| c.last_update_status()).map(|s| s.as_str().to_string());
+        let ready = match second_starts {
+            SecondStarts::WhileApplying => world.successful_updates(&function) > 0,
+            SecondStarts::BeforeTheFailureIsReported => status.as_deref() == Some("Failed"),
+        };
+        if ready {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the first deployer's update never got there");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if second_starts == SecondStarts::BeforeTheFailureIsReported {
+        assert!(world.ld(&ld).await.status.is_none_or(|s| s.failed_update.is_none()), "not reported yet");
     }
     let summary = second.handle(&sweep(), None).await.unwrap();
     let first_summary = first_sweep.await.unwrap();
     aws.clear_faults();
 
     assert_eq!(world.successful_updates(&function), 1, "the failing update was tried once: {summary:?}");
-    assert_eq!((summary.deployed, summary.failed), (0, 1), "the second deployer reports the failure: {summary:?}");
     assert_eq!((first_summary.deployed, first_summary.failed), (0, 1), "{first_summary:?}");
     assert_eq!(world.code_sha256(&function).await, initial, "Lambda kept the previous code");
     let status = world.ld(&ld).await.status.unwrap();
     assert_eq!(status.phase, Some(Phase::Failed), "{status:?}");
     assert_eq!(status.failed_update.as_ref().map(|f| f.sha256.as_str()), Some(sha.as_str()));
+    summary
+}
+
+#[tokio::test]
+async fn a_deployer_that_finds_another_deployers_update_in_progress_and_failing_reports_it_and_does_not_try_again() {
+    let _serial = SERIAL.lock().await;
+    let summary = another_deployers_failing_update("failed-elsewhere", SecondStarts::WhileApplying).await;
+    assert_eq!((summary.deployed, summary.failed), (0, 1), "the second deployer reports the failure: {summary:?}");
+}
+
+#[tokio::test]
+async fn a_deployer_that_finds_another_deployers_fresh_unreported_failure_leaves_it_to_be_reported() {
+    let _serial = SERIAL.lock().await;
+    let summary = another_deployers_failing_update("failed-unreported", SecondStarts::BeforeTheFailureIsReported).await;
+    assert_eq!((summary.deployed, summary.deploying), (0, 1), "the second deployer waits for the report: {summary:?}");
 }
 
 #[tokio::test]
