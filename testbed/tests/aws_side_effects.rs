@@ -278,16 +278,24 @@ async fn a_console_edit_just_before_a_guarded_update_makes_it_meet_a_real_412_or
     guarded().revision_id(fresh.revision_id().unwrap()).send().await.expect("a fresh RevisionId is accepted");
 }
 
-#[tokio::test]
-async fn another_deployer_deploying_the_same_code_first_leaves_it_deployed_exactly_once() {
-    let tb = testbed().await;
-    let (lambda, s3) = (lambda(tb).await, s3(tb).await);
-    let name = unique("samecode");
+/// A function running "one"; a guarded UpdateFunctionCode to artifact "two" that another deployer, sending the very
+/// same source first (with `faults` on the call too), makes a real 409/412. Returns (name, one, two, its version).
+async fn beaten_by_a_competitor_deploying_the_same_code(
+    tb: &Testbed,
+    lambda: &aws_sdk_lambda::Client,
+    label: &str,
+    faults: Vec<FaultAction>,
+) -> (String, Vec<u8>, Vec<u8>, String) {
+    let s3 = s3(tb).await;
+    let name = unique(label);
     let (one, two) = (zip("one"), zip("two"));
-    create_function(&lambda, &name, &one).await;
+    create_function(lambda, &name, &one).await;
     let key = format!("{name}/two.zip");
     let version = put_artifact(&s3, &key, &two).await;
     let seen = lambda.get_function().function_name(&name).send().await.unwrap();
+    for fault in faults {
+        tb.aws().inject(once("UpdateFunctionCode", fault, &name)).unwrap();
+    }
     let change = FaultAction::CompetingWrite { change: CompetingChange::SameCode };
     tb.aws().inject(once("UpdateFunctionCode", change, &name)).unwrap();
 
@@ -303,6 +311,15 @@ async fn another_deployer_deploying_the_same_code_first_leaves_it_deployed_exact
         .unwrap_err()
         .into_service_error();
     assert!(is_conflict_or_stale(&err), "{err:?}");
+    (name, one, two, version)
+}
+
+#[tokio::test]
+async fn another_deployer_deploying_the_same_code_first_leaves_it_deployed_exactly_once() {
+    let tb = testbed().await;
+    let lambda = lambda(tb).await;
+    let (name, one, two, version) =
+        beaten_by_a_competitor_deploying_the_same_code(tb, &lambda, "samecode", vec![]).await;
 
     let done = settled(&lambda, &name).await;
     assert_eq!(done.code_sha256(), Some(sha256_b64(&two).as_str()), "the function runs the declared code");
@@ -316,30 +333,10 @@ async fn another_deployer_deploying_the_same_code_first_leaves_it_deployed_exact
 #[tokio::test]
 async fn another_deployer_deploying_the_same_code_that_lambda_fails_fails_the_same_way() {
     let tb = testbed().await;
-    let (lambda, s3) = (lambda(tb).await, s3(tb).await);
-    let name = unique("samecodefails");
-    let (one, two) = (zip("one"), zip("two"));
-    create_function(&lambda, &name, &one).await;
-    let key = format!("{name}/two.zip");
-    let version = put_artifact(&s3, &key, &two).await;
-    let seen = lambda.get_function().function_name(&name).send().await.unwrap();
+    let lambda = lambda(tb).await;
     let fails = FaultAction::UpdateFails { reason_code: ReasonCode::InvalidZipFileException, reason: "bad zip".into() };
-    tb.aws().inject(once("UpdateFunctionCode", fails, &name)).unwrap();
-    let change = FaultAction::CompetingWrite { change: CompetingChange::SameCode };
-    tb.aws().inject(once("UpdateFunctionCode", change, &name)).unwrap();
-
-    let err = lambda
-        .update_function_code()
-        .function_name(&name)
-        .s3_bucket(ARTIFACT_BUCKET)
-        .s3_key(&key)
-        .s3_object_version(&version)
-        .revision_id(seen.configuration().unwrap().revision_id().unwrap())
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(is_conflict_or_stale(&err), "{err:?}");
+    let (name, one, two, _) =
+        beaten_by_a_competitor_deploying_the_same_code(tb, &lambda, "samecodefails", vec![fails]).await;
 
     let failed = update_ended(&lambda, &name).await;
     assert_eq!(failed.last_update_status(), Some(&LastUpdateStatus::Failed));
